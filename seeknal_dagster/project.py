@@ -1,0 +1,454 @@
+"""Finds a project, reads `seeknal_project.yml` and its node files, and validates the whole.
+
+`load_project` either returns a complete, consistent `Project` or raises one `ProjectError`
+listing every problem found, so nothing downstream ever sees a half-valid project.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from seeknal_dagster import sql as sqlmod
+from seeknal_dagster.errors import Problem, ProjectError
+from seeknal_dagster.graph import Graph
+from seeknal_dagster.specs import (
+    ExposureSpec,
+    NodeSpec,
+    RuleSpec,
+    SourceSpec,
+    UnsupportedSpec,
+    did_you_mean,
+    parse_node,
+)
+from seeknal_dagster.yaml_io import YamlFileError, load_yaml_file
+
+logger = logging.getLogger(__name__)
+
+PROJECT_FILE = "seeknal_project.yml"
+_KNOWN_KEYS = {"name", "max_workers", "schedules", "allow_external_paths", "ttl"}
+_IGNORED_KEYS = {"version", "profile", "config-version", "config_version", "state_backend"}
+_NOT_NODE_FILES = re.compile(
+    r"^(seeknal_project|profiles.*|workspace|dagster|dagster_cloud)\.ya?ml$"
+)
+_SCHEDULE_KEYS = {"name", "cron", "select", "env"}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A schedule from `seeknal_project.yml`: run `select` in `env` on `cron`."""
+
+    name: str
+    cron: str
+    select: tuple[str, ...] = ()
+    env: str = "prod"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A validated project: its root, settings and supported nodes in file order."""
+
+    root: Path
+    name: str
+    nodes: Mapping[str, NodeSpec]
+    max_workers: int | None = None
+    schedules: tuple[Schedule, ...] = ()
+    unsupported: tuple[UnsupportedSpec, ...] = ()
+    warnings: tuple[str, ...] = ()
+    ttl_days: float = 7.0
+    allow_external_paths: bool = False
+
+    @cached_property
+    def graph(self) -> Graph:
+        return Graph({node_id: spec.inputs for node_id, spec in self.nodes.items()})
+
+    @property
+    def target(self) -> Path:
+        return self.root / "target"
+
+    def resolve_path(self, relative: str) -> Path:
+        """A node file's path (relative to the project root) as an absolute path."""
+        path = Path(relative)
+        return path if path.is_absolute() else self.root / path
+
+
+def find_project_root(start: Path | None = None, explicit: Path | None = None) -> Path:
+    """The project root: `explicit`, else $SEEKNAL_PROJECT_DIR, else searched upwards.
+
+    Raises:
+        ProjectError: no `seeknal_project.yml` was found.
+    """
+    candidate = explicit or (
+        Path(os.environ["SEEKNAL_PROJECT_DIR"]) if os.environ.get("SEEKNAL_PROJECT_DIR") else None
+    )
+    if candidate is not None:
+        candidate = candidate.expanduser().resolve()
+        if (candidate / PROJECT_FILE).is_file():
+            return candidate
+        raise ProjectError(
+            [
+                Problem(
+                    str(candidate),
+                    "",
+                    f"no {PROJECT_FILE} in this folder",
+                    f"create {PROJECT_FILE} with `name: my_project`, or point "
+                    "--project at the folder that has it",
+                )
+            ]
+        )
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / PROJECT_FILE).is_file():
+            return folder
+    raise ProjectError(
+        [
+            Problem(
+                str(here),
+                "",
+                f"no {PROJECT_FILE} here or in any parent folder",
+                "run the command inside a project, or pass --project PATH",
+            )
+        ]
+    )
+
+
+def load_project(root: Path) -> Project:
+    """Reads and validates the project at `root`.
+
+    Raises:
+        ProjectError: every problem of the project, each with file and key.
+    """
+    root = root.resolve()
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    config = _read_config(root, problems, warnings)
+
+    specs: dict[str, NodeSpec] = {}
+    unsupported: list[UnsupportedSpec] = []
+    for path in discover_node_files(root):
+        label = path.relative_to(root).as_posix()
+        try:
+            data = load_yaml_file(path, label)
+        except YamlFileError as error:
+            problems.append(error.problem)
+            continue
+        spec, file_problems, file_warnings = parse_node(data, label)
+        problems.extend(file_problems)
+        warnings.extend(file_warnings)
+        if spec is None:
+            continue
+        if spec.id in specs or spec.id in {u.id for u in unsupported}:
+            first = specs[spec.id].file if spec.id in specs else spec.file
+            problems.append(
+                Problem(
+                    label,
+                    "name",
+                    f"duplicate node id {spec.id} (also in {first})",
+                    "rename one of the two nodes",
+                )
+            )
+            continue
+        if isinstance(spec, UnsupportedSpec):
+            unsupported.append(spec)
+        else:
+            specs[spec.id] = spec
+
+    allow_external = bool(config.get("allow_external_paths", False))
+    _check_references(specs, unsupported, problems)
+    _check_paths(root, specs, allow_external, problems)
+    project = Project(
+        root=root,
+        name=str(config.get("name") or root.name),
+        nodes=specs,
+        max_workers=config.get("max_workers"),
+        schedules=_schedules(config, problems),
+        unsupported=tuple(unsupported),
+        warnings=tuple(warnings)
+        + tuple(
+            f"{u.file}: not supported yet: {u.kind} node {u.id} (skipped)" for u in unsupported
+        ),
+        ttl_days=float(config.get("ttl", 7) or 7),
+        allow_external_paths=allow_external,
+    )
+    if not problems:
+        _check_cycles(project, problems)
+    if problems:
+        raise ProjectError(problems)
+    return project
+
+
+def discover_node_files(root: Path) -> list[Path]:
+    """Node files: YAML under `seeknal/` (not `seeknal/common/`), else the root's own YAML files."""
+    folder = root / "seeknal"
+    if folder.is_dir():
+        found = [
+            p
+            for pattern in ("*.yml", "*.yaml")
+            for p in folder.rglob(pattern)
+            if "common" not in p.relative_to(folder).parts[:1] and p.is_file()
+        ]
+    else:
+        found = [
+            p
+            for pattern in ("*.yml", "*.yaml")
+            for p in root.glob(pattern)
+            if not _NOT_NODE_FILES.match(p.name) and p.is_file()
+        ]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _read_config(root: Path, problems: list[Problem], warnings: list[str]) -> dict:
+    try:
+        config = load_yaml_file(root / PROJECT_FILE, PROJECT_FILE)
+    except YamlFileError as error:
+        problems.append(error.problem)
+        return {}
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        problems.append(
+            Problem(
+                PROJECT_FILE,
+                "",
+                "expected a mapping of settings",
+                "write `name: my_project` at the top level",
+            )
+        )
+        return {}
+    if not isinstance(config.get("name"), str) or not config["name"].strip():
+        problems.append(
+            Problem(PROJECT_FILE, "name", "required key is missing", "add `name: my_project`")
+        )
+    workers = config.get("max_workers")
+    if workers is not None and (
+        not isinstance(workers, int) or isinstance(workers, bool) or workers < 1
+    ):
+        problems.append(
+            Problem(
+                PROJECT_FILE,
+                "max_workers",
+                f"expected a positive whole number, found {workers!r}",
+                "write `max_workers: 4` or remove the key",
+            )
+        )
+        config["max_workers"] = None
+    ttl = config.get("ttl")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
+        problems.append(
+            Problem(
+                PROJECT_FILE, "ttl", f"expected a number of days, found {ttl!r}", "write `ttl: 7`"
+            )
+        )
+        config["ttl"] = None
+    unknown = sorted(str(k) for k in config if k not in _KNOWN_KEYS | _IGNORED_KEYS)
+    if unknown:
+        warnings.append(f"{PROJECT_FILE}: unknown key(s) ignored: {', '.join(unknown)}")
+    return config
+
+
+def _schedules(config: Mapping, problems: list[Problem]) -> tuple[Schedule, ...]:
+    raw = config.get("schedules") or []
+    if not isinstance(raw, list):
+        problems.append(
+            Problem(
+                PROJECT_FILE,
+                "schedules",
+                "expected a list of schedules",
+                "write `schedules: [{name: nightly, cron: '0 2 * * *'}]`",
+            )
+        )
+        return ()
+    result = []
+    for index, entry in enumerate(raw):
+        key = f"schedules[{index}]"
+        if (
+            not isinstance(entry, Mapping)
+            or not isinstance(entry.get("name"), str)
+            or not isinstance(entry.get("cron"), str)
+        ):
+            problems.append(
+                Problem(
+                    PROJECT_FILE,
+                    key,
+                    "a schedule needs `name` and `cron`",
+                    "write `- {name: nightly, cron: '0 2 * * *'}`",
+                )
+            )
+            continue
+        select = entry.get("select") or ()
+        select = (select,) if isinstance(select, str) else tuple(str(s) for s in select)
+        result.append(
+            Schedule(entry["name"], entry["cron"], select, str(entry.get("env") or "prod"))
+        )
+    return tuple(result)
+
+
+def _check_references(
+    specs: Mapping[str, NodeSpec], unsupported: list[UnsupportedSpec], problems: list[Problem]
+) -> None:
+    unsupported_ids = {u.id: u for u in unsupported}
+    known = sorted(specs)
+    for spec in specs.values():
+        key = "inputs"
+        for ref in spec.inputs:
+            if ref in unsupported_ids:
+                other = unsupported_ids[ref]
+                problems.append(
+                    Problem(
+                        spec.file,
+                        key,
+                        f"{spec.id} depends on {ref} "
+                        f"({other.file}), a {other.kind} node, which is not "
+                        "supported yet",
+                        f"remove the input or replace {ref} with a supported node",
+                    )
+                )
+            elif ref not in specs:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        key,
+                        f"unknown node {ref!r}{did_you_mean(ref, known)}",
+                        "reference an existing node as `kind.name`",
+                    )
+                )
+            elif ref == spec.id:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        key,
+                        f"{spec.id} lists itself as an input",
+                        "remove it from inputs",
+                    )
+                )
+        if (
+            isinstance(spec, RuleSpec)
+            and spec.inputs
+            and spec.inputs[0] in specs
+            and isinstance(specs[spec.inputs[0]], RuleSpec)
+        ):
+            problems.append(
+                Problem(
+                    spec.file,
+                    key,
+                    "a rule cannot check another rule",
+                    "point the rule at a data node",
+                )
+            )
+        if spec.sql is None:
+            continue
+        for ref in sqlmod.references(spec.sql):
+            if ref in spec.inputs:
+                continue
+            where = "transform"
+            if ref in unsupported_ids:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        where,
+                        f"the SQL reads {ref}, a "
+                        f"{unsupported_ids[ref].kind} node, which is not "
+                        "supported yet",
+                        f"read a supported node instead of {ref}",
+                    )
+                )
+            elif ref in specs:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        where,
+                        f"the SQL reads {ref}, which is not listed in inputs",
+                        f"add `- ref: {ref}` under inputs",
+                    )
+                )
+            else:
+                problems.append(
+                    Problem(
+                        spec.file,
+                        where,
+                        f"the SQL reads unknown node {ref!r}{did_you_mean(ref, known)}",
+                        "correct the table name or add the node",
+                    )
+                )
+
+
+def _check_paths(
+    root: Path, specs: Mapping[str, NodeSpec], allow_external: bool, problems: list[Problem]
+) -> None:
+    for spec in specs.values():
+        if isinstance(spec, SourceSpec) and spec.path:
+            key = "table"
+            path = _safe_path(root, spec.path, allow_external, spec.file, key, problems)
+            if path is not None and not path.is_file():
+                problems.append(
+                    Problem(
+                        spec.file,
+                        key,
+                        f"data file not found: {spec.path}",
+                        "create the file (for the example: run generate_data.py) "
+                        "or correct the path, which is relative to the project root",
+                    )
+                )
+        elif isinstance(spec, ExposureSpec) and spec.path:
+            _safe_path(root, spec.path, allow_external, spec.file, "path", problems)
+
+
+def _safe_path(
+    root: Path, relative: str, allow_external: bool, file: str, key: str, problems: list[Problem]
+) -> Path | None:
+    if any(c in relative for c in ("\0", "\n")):
+        problems.append(
+            Problem(
+                file,
+                key,
+                f"path contains a control character: {relative!r}",
+                "use a plain file path",
+            )
+        )
+        return None
+    path = Path(relative)
+    if path.is_absolute():
+        if not allow_external:
+            problems.append(
+                Problem(
+                    file,
+                    key,
+                    f"absolute path {relative!r} points outside the project",
+                    "use a path relative to the project root, or set "
+                    "`allow_external_paths: true` in seeknal_project.yml",
+                )
+            )
+            return None
+        return path
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root) and not allow_external:
+        problems.append(
+            Problem(
+                file,
+                key,
+                f"path {relative!r} leads outside the project (to {resolved})",
+                "keep data inside the project folder, or set "
+                "`allow_external_paths: true` in seeknal_project.yml",
+            )
+        )
+        return None
+    return root / path
+
+
+def _check_cycles(project: Project, problems: list[Problem]) -> None:
+    cycle = project.graph.find_cycle()
+    if cycle:
+        first = project.nodes[cycle[0]]
+        problems.append(
+            Problem(
+                first.file,
+                "inputs",
+                f"dependency cycle: {' -> '.join(cycle)}",
+                "remove one of these inputs to break the cycle",
+            )
+        )

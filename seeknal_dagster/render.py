@@ -1,0 +1,172 @@
+"""Lays out run plans and run reports on the console in the tutorial's format."""
+
+from __future__ import annotations
+
+from seeknal_dagster.console import RULE, Console
+from seeknal_dagster.project import Project
+from seeknal_dagster.runner import (
+    CACHED,
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    RunOptions,
+    RunPlan,
+    RunReport,
+    default_workers,
+)
+
+
+def short(node_id: str) -> str:
+    return node_id.split(".", 1)[1]
+
+
+def _mode(options: RunOptions) -> str:
+    return "Full (ignore cache)" if options.full else "Incremental"
+
+
+def run_header(console: Console, project: Project, options: RunOptions) -> None:
+    title = "Seeknal Parallel Execution" if options.parallel else "Seeknal Pipeline Execution"
+    console.heading(title)
+    console.line(f"  Project: {project.name}")
+    if options.env != "prod":
+        console.line(f"  Environment: {options.env}")
+    console.line(f"  Mode: {_mode(options)}")
+    if options.parallel:
+        console.line(f"  Max Workers: {default_workers(project, options.max_workers)}")
+    console.line()
+
+
+def show_plan(console: Console, project: Project, plan: RunPlan, parallel: bool) -> None:
+    """The layers, each node with its inputs, and what a run would do."""
+    console.heading(f"Execution Plan ({'Parallel' if parallel else 'Sequential'}):")
+    layers = [[n for n in layer if n in plan.selected] for layer in project.graph.layers]
+    layers = [layer for layer in layers if layer]
+    for index, layer in enumerate(layers, start=1):
+        noun = "node" if len(layer) == 1 else "nodes"
+        deps = "(0 dependencies)" if index == 1 else f"(depends on Layer {index - 1})"
+        console.line(f"Layer {index}: {len(layer)} {noun} {deps}")
+        for node_id in layer:
+            inputs = project.nodes[node_id].inputs
+            what = "run" if node_id in plan.to_run else "cached"
+            arrow = f" → [{', '.join(short(i) for i in inputs)}]" if inputs else ""
+            console.line(f"  - {short(node_id)}{arrow}  ({what})")
+        console.line()
+    console.line(f"Would run: {len(plan.to_run)} node(s); cached: {len(plan.cached)}")
+    console.line(RULE)
+
+
+def dry_run(console: Console, project: Project, plan: RunPlan) -> None:
+    console.heading("Dry run: nothing will be executed or written")
+    for node_id in plan.selected:
+        status = "RUN" if node_id in plan.to_run else CACHED
+        console.line(f"  {status:<7} {node_id}")
+    console.line()
+    console.line(f"  Would execute: {len(plan.to_run)}")
+    console.line(f"  Cached:        {len(plan.cached)}")
+    console.line(RULE)
+
+
+def run_report(console: Console, project: Project, report: RunReport, options: RunOptions) -> None:
+    """Per-node lines (by layer when parallel, numbered when sequential) and the summary."""
+    results = report.results
+    executed = [n for n in results if results[n].status != CACHED]
+    if options.parallel:
+        total_layers = len(project.graph.layers)
+        for index, layer in enumerate(project.graph.layers, start=1):
+            ran = [n for n in layer if n in executed]
+            if not ran:
+                continue
+            console.line(
+                f"[Layer {index}/{total_layers}] Running {len(ran)} node(s) in parallel..."
+            )
+            for node_id in ran:
+                _node_line(console, report, node_id, numbered=None)
+            console.line()
+    else:
+        if executed:
+            console.heading("Execution")
+        for position, node_id in enumerate(executed, start=1):
+            _node_line(console, report, node_id, numbered=(position, len(executed)))
+        if executed:
+            console.line()
+    for node_id, result in results.items():
+        if result.status == CACHED:
+            console.line(f"  {short(node_id)} CACHED")
+    if any(r.status == CACHED for r in results.values()):
+        console.line()
+    for check in report.checks:
+        label = "PASS" if check.passed else ("FAIL" if check.severity == "ERROR" else "WARN")
+        console.line(
+            f"  check {check.rule} on {check.target}: {label} - {check.description}",
+            style=None if check.passed else ("red" if label == "FAIL" else "yellow"),
+        )
+    if report.checks:
+        console.line()
+    if report.count(SUCCESS):
+        console.success("State saved")
+        console.line()
+    summary(console, project, report, options)
+
+
+def _node_line(
+    console: Console, report: RunReport, node_id: str, numbered: tuple[int, int] | None
+) -> None:
+    result = report.results[node_id]
+    name = short(node_id)
+    rows = f"{result.rows:,} rows" if result.rows is not None else ""
+    if numbered:
+        console.line(f"{numbered[0]}/{numbered[1]}: {name} [RUNNING]")
+        if result.status == SUCCESS:
+            console.line(f"  SUCCESS in {result.duration:.2f}s", style="green")
+            if result.rows is not None:
+                console.line(f"  Rows: {result.rows:,}")
+        else:
+            console.line(f"  {result.status}: {result.error}", style="red")
+        console.line()
+        return
+    if result.status == SUCCESS:
+        console.line(f"  {name} completed in {result.duration:.2f}s ({rows})")
+    else:
+        console.line(f"  {name} {result.status}: {result.error}", style="red")
+
+
+def summary(console: Console, project: Project, report: RunReport, options: RunOptions) -> None:
+    parallel = options.parallel
+    console.heading("Parallel Execution Summary" if parallel else "Execution Summary")
+    executed = report.count(SUCCESS) + report.count(FAILED)
+    rows = [("Total nodes", len(report.results))]
+    if parallel:
+        rows.append(("Layers", len(project.graph.layers)))
+    rows += [("Executed", executed), ("Successful", report.count(SUCCESS))]
+    cached_label = "Cached" if options.env == "prod" else "Cached (from production)"
+    rows.append((cached_label, report.count(CACHED)))
+    if report.count(FAILED):
+        rows.append(("Failed", report.count(FAILED)))
+    if report.count(SKIPPED):
+        rows.append(("Skipped", report.count(SKIPPED)))
+    width = max(len(label) for label, _ in rows) + 2
+    for label, value in rows:
+        console.line(f"  {label + ':':<{width}} {value}")
+    console.line(f"  {'Duration:':<{width}} {report.duration:.2f}s")
+    console.line(RULE)
+
+
+def report_document(report: RunReport) -> dict:
+    """The run report as JSON for `--format json`."""
+    return {
+        "environment": report.env,
+        "run_id": report.run_id,
+        "duration_s": round(report.duration, 3),
+        "nodes": [
+            {
+                "node": r.node_id,
+                "status": r.status,
+                "duration_s": round(r.duration, 3),
+                "rows": r.rows,
+                "error": r.error or None,
+            }
+            for r in report.results.values()
+        ],
+        "checks": [vars(c) for c in report.checks],
+        "failed": report.failed,
+    }

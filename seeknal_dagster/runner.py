@@ -1,0 +1,251 @@
+"""`seeknal run`: decide what is stale, execute it through Dagster, and report per node.
+
+Deciding what to run is pure (`plan_run`); only `execute` imports Dagster, so a run with nothing
+to do answers without starting it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from seeknal_dagster.graph import select
+from seeknal_dagster.project import Project
+from seeknal_dagster.specs import RuleSpec
+from seeknal_dagster.storage import PROD, EnvState, Store
+
+logger = logging.getLogger(__name__)
+
+SUCCESS, FAILED, SKIPPED, CACHED = "SUCCESS", "FAILED", "SKIPPED", "CACHED"
+# Modules each forkserver step process inherits instead of importing them anew.
+PRELOAD_MODULES = ["dagster", "duckdb", "dagster_duckdb", "seeknal_dagster.dagster_defs"]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    full: bool = False
+    parallel: bool = False
+    max_workers: int | None = None
+    select: tuple[str, ...] = ()
+    env: str = PROD
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Which nodes a run executes and which it reuses, in topological order."""
+
+    to_run: tuple[str, ...]
+    cached: tuple[str, ...]
+    selected: tuple[str, ...]
+
+
+@dataclass
+class NodeResult:
+    node_id: str
+    status: str
+    duration: float = 0.0
+    rows: int | None = None
+    error: str = ""
+
+
+@dataclass
+class CheckResult:
+    rule: str
+    target: str
+    passed: bool
+    severity: str
+    description: str
+
+
+@dataclass
+class RunReport:
+    env: str
+    results: dict[str, NodeResult]
+    checks: list[CheckResult] = field(default_factory=list)
+    duration: float = 0.0
+    run_id: str = ""
+    max_workers: int = 1
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status in (FAILED, SKIPPED) for r in self.results.values()) or any(
+            not c.passed and c.severity == "ERROR" for c in self.checks
+        )
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results.values() if r.status == status)
+
+
+def default_workers(project: Project, requested: int | None) -> int:
+    """`--max-workers`, else the project's `max_workers`, else min(cpu_count, 8)."""
+    return max(1, requested or project.max_workers or min(os.cpu_count() or 1, 8))
+
+
+def plan_run(
+    project: Project,
+    prints: Mapping[str, str],
+    state: EnvState,
+    store: Store,
+    options: RunOptions,
+) -> RunPlan:
+    """What an incremental (or `--full`) run of the selection executes. Pure apart from stat()."""
+    graph = project.graph
+    data_nodes = [n for n in graph.topological_order if not isinstance(project.nodes[n], RuleSpec)]
+    selected = set(data_nodes)
+    if options.select:
+        chosen = select(graph, options.select, {n: s.tags for n, s in project.nodes.items()})
+        # A selected rule means: re-check its target.
+        selected = {
+            project.nodes[n].inputs[0] if isinstance(project.nodes[n], RuleSpec) else n
+            for n in chosen
+        }
+    if options.full:
+        stale = set(selected)
+    else:
+        stale = {n for n in data_nodes if not store.is_current(state.pointers.get(n), prints[n])}
+        stale |= graph.downstream(stale)
+        stale = {n for n in stale if not isinstance(project.nodes[n], RuleSpec)}
+    to_run = tuple(n for n in data_nodes if n in stale and n in selected)
+    cached = tuple(n for n in data_nodes if n in selected and n not in stale)
+    return RunPlan(to_run, cached, tuple(n for n in data_nodes if n in selected))
+
+
+def step_threads(workers: int, widest: int) -> int:
+    """DuckDB threads per step so that concurrent steps share the cores instead of fighting."""
+    cores = os.cpu_count() or 1
+    concurrent = max(1, min(workers, widest))
+    return max(1, cores // concurrent)
+
+
+def execute(
+    project: Project,
+    plan: RunPlan,
+    options: RunOptions,
+    extra_tags: Mapping[str, str] | None = None,
+) -> RunReport:
+    """Runs `plan.to_run` through Dagster and collects per-node results.
+
+    Sequential runs use the in-process executor; `--parallel` uses the multiprocess executor with
+    forkserver and preloaded modules, at most `max_workers` steps at once.
+    """
+    import dagster as dg
+
+    from seeknal_dagster.dagster_defs import asset_key, ensure_instance, ensure_partition
+
+    workers = default_workers(project, options.max_workers)
+    widest = max(
+        (len([n for n in layer if n in plan.to_run]) for layer in project.graph.layers), default=1
+    )
+    if options.parallel:
+        threads = step_threads(workers, widest)
+        executor = {
+            "multiprocess": {
+                "max_concurrent": workers,
+                "start_method": {"forkserver": {"preload_modules": PRELOAD_MODULES}},
+            }
+        }
+    else:
+        threads = None
+        executor = {"in_process": {}}
+
+    log_level = "DEBUG" if logger.isEnabledFor(logging.DEBUG) else "CRITICAL"
+    instance = ensure_instance(project)
+    ensure_partition(instance, options.env)
+    job = dg.build_reconstructable_job(
+        "seeknal_dagster.dagster_defs",
+        "run_job",
+        reconstructable_args=(str(project.root), threads),
+    )
+    started = time.perf_counter()
+    tags = {
+        "dagster/partition": options.env,
+        "seeknal/environment": options.env,
+        **(extra_tags or {}),
+    }
+    result = dg.execute_job(
+        job,
+        instance=instance,
+        run_config={
+            "execution": {"config": executor},
+            # Dagster's own event lines would drown the report; they stay in the event log.
+            "loggers": {"console": {"config": {"log_level": log_level}}},
+        },
+        tags=tags,
+        asset_selection=[asset_key(n) for n in plan.to_run],
+    )
+    report = collect(instance, result.run_id, plan, options.env)
+    report.duration = time.perf_counter() - started
+    report.max_workers = workers if options.parallel else 1
+    return report
+
+
+def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noqa: ANN001
+    """Per-node status, time, rows and errors from the run's event log."""
+    from seeknal_dagster.dagster_defs import node_id_of
+
+    results = {n: NodeResult(n, CACHED) for n in plan.cached}
+    pending = {n: NodeResult(n, SKIPPED, error="an upstream node failed") for n in plan.to_run}
+    checks: list[CheckResult] = []
+    step_node: dict[str, str] = {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        kind = event.event_type_value
+        if kind == "ASSET_MATERIALIZATION":
+            materialization = event.event_specific_data.materialization
+            node_id = node_id_of(materialization.asset_key)
+            step_node[event.step_key] = node_id
+            rows = materialization.metadata.get("dagster/row_count")
+            result = pending.get(node_id)
+            if result is not None:
+                result.status = SUCCESS
+                result.error = ""
+                result.rows = int(rows.value) if rows is not None else None
+        elif kind == "STEP_SUCCESS" and event.step_key in step_node:
+            result = pending.get(step_node[event.step_key])
+            if result is not None:
+                result.duration = event.event_specific_data.duration_ms / 1000.0
+        elif kind == "STEP_FAILURE":
+            node_id = _node_of_step(event.step_key, plan.to_run)
+            if node_id in pending:
+                pending[node_id].status = FAILED
+                pending[node_id].error = _failure_message(event)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            checks.append(
+                CheckResult(
+                    rule=f"rule.{evaluation.check_name}",
+                    target=node_id_of(evaluation.asset_key),
+                    passed=evaluation.passed,
+                    severity=evaluation.severity.value,
+                    description=evaluation.description or "",
+                )
+            )
+    results.update(pending)
+    ordered = {n: results[n] for n in plan.selected if n in results}
+    return RunReport(env=env, results=ordered, checks=checks, run_id=run_id)
+
+
+def _node_of_step(step_key: str, candidates: Iterable[str]) -> str:
+    # Asset step keys join the key path with "__" (e.g. "transform__txn_enriched").
+    for node_id in candidates:
+        if step_key == node_id.replace(".", "__"):
+            return node_id
+    return step_key
+
+
+def _failure_message(event) -> str:  # noqa: ANN001
+    error = event.event_specific_data.error
+    if error is None:
+        return "failed"
+    # A dagster.Failure carries our message as its description.
+    metadata_message = getattr(event.event_specific_data, "user_failure_data", None)
+    if metadata_message is not None and metadata_message.description:
+        return metadata_message.description
+    while error.cause is not None and "dagster" in (error.cls_name or "").lower():
+        error = error.cause
+    return (error.message or "").strip()
