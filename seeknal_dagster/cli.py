@@ -191,7 +191,7 @@ def run(
         report.duration = time.perf_counter() - started
         console.line("Nothing to do: every selected node is up to date.")
         console.line()
-        render.summary(console, project, report, options)
+        render.summary(console, run_plan, report, options)
         console.document(render.report_document(report))
         return
 
@@ -199,7 +199,7 @@ def run(
 
     with store.environment_lock(PROD, "seeknal run"):
         report = execute(project, run_plan, options)
-    render.run_report(console, project, report, options)
+    render.run_report(console, project, run_plan, report, options)
     console.document(render.report_document(report))
     if report.failed:
         console.error(_failure_summary(report))

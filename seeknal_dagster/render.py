@@ -39,9 +39,7 @@ def run_header(console: Console, project: Project, options: RunOptions) -> None:
 def show_plan(console: Console, project: Project, plan: RunPlan, parallel: bool) -> None:
     """The layers, each node with its inputs, and what a run would do."""
     console.heading(f"Execution Plan ({'Parallel' if parallel else 'Sequential'}):")
-    layers = [[n for n in layer if n in plan.selected] for layer in project.graph.layers]
-    layers = [layer for layer in layers if layer]
-    for index, layer in enumerate(layers, start=1):
+    for index, layer in enumerate(plan.layers, start=1):
         noun = "node" if len(layer) == 1 else "nodes"
         deps = "(0 dependencies)" if index == 1 else f"(depends on Layer {index - 1})"
         console.line(f"Layer {index}: {len(layer)} {noun} {deps}")
@@ -66,13 +64,15 @@ def dry_run(console: Console, project: Project, plan: RunPlan) -> None:
     console.line(RULE)
 
 
-def run_report(console: Console, project: Project, report: RunReport, options: RunOptions) -> None:
+def run_report(
+    console: Console, project: Project, plan: RunPlan, report: RunReport, options: RunOptions
+) -> None:
     """Per-node lines (by layer when parallel, numbered when sequential) and the summary."""
     results = report.results
     executed = [n for n in results if results[n].status != CACHED]
     if options.parallel:
-        total_layers = len(project.graph.layers)
-        for index, layer in enumerate(project.graph.layers, start=1):
+        total_layers = len(plan.layers)
+        for index, layer in enumerate(plan.layers, start=1):
             ran = [n for n in layer if n in executed]
             if not ran:
                 continue
@@ -105,7 +105,7 @@ def run_report(console: Console, project: Project, report: RunReport, options: R
     if report.count(SUCCESS):
         console.success("State saved")
         console.line()
-    summary(console, project, report, options)
+    summary(console, plan, report, options)
 
 
 def _node_line(
@@ -130,13 +130,13 @@ def _node_line(
         console.line(f"  {name} {result.status}: {result.error}", style="red")
 
 
-def summary(console: Console, project: Project, report: RunReport, options: RunOptions) -> None:
+def summary(console: Console, plan: RunPlan, report: RunReport, options: RunOptions) -> None:
     parallel = options.parallel
     console.heading("Parallel Execution Summary" if parallel else "Execution Summary")
     executed = report.count(SUCCESS) + report.count(FAILED)
     rows = [("Total nodes", len(report.results))]
     if parallel:
-        rows.append(("Layers", len(project.graph.layers)))
+        rows.append(("Layers", len(plan.layers)))
     rows += [("Executed", executed), ("Successful", report.count(SUCCESS))]
     cached_label = "Cached" if options.env == "prod" else "Cached (from production)"
     rows.append((cached_label, report.count(CACHED)))

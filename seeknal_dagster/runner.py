@@ -6,11 +6,14 @@ to do answers without starting it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from seeknal_dagster.graph import select
 from seeknal_dagster.project import Project
@@ -40,6 +43,7 @@ class RunPlan:
     to_run: tuple[str, ...]
     cached: tuple[str, ...]
     selected: tuple[str, ...]
+    layers: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass
@@ -110,7 +114,12 @@ def plan_run(
         stale = {n for n in stale if not isinstance(project.nodes[n], RuleSpec)}
     to_run = tuple(n for n in data_nodes if n in stale and n in selected)
     cached = tuple(n for n in data_nodes if n in selected and n not in stale)
-    return RunPlan(to_run, cached, tuple(n for n in data_nodes if n in selected))
+    layers = tuple(
+        tuple(n for n in layer if n in selected)
+        for layer in graph.layers
+        if any(n in selected for n in layer)
+    )
+    return RunPlan(to_run, cached, tuple(n for n in data_nodes if n in selected), layers)
 
 
 def step_threads(workers: int, widest: int) -> int:
@@ -151,7 +160,7 @@ def execute(
         threads = None
         executor = {"in_process": {}}
 
-    log_level = "DEBUG" if logger.isEnabledFor(logging.DEBUG) else "CRITICAL"
+    log_level = "DEBUG" if logger.isEnabledFor(logging.DEBUG) else "WARNING"
     instance = ensure_instance(project)
     ensure_partition(instance, options.env)
     job = dg.build_reconstructable_job(
@@ -165,21 +174,45 @@ def execute(
         "seeknal/environment": options.env,
         **(extra_tags or {}),
     }
-    result = dg.execute_job(
-        job,
-        instance=instance,
-        run_config={
-            "execution": {"config": executor},
-            # Dagster's own event lines would drown the report; they stay in the event log.
-            "loggers": {"console": {"config": {"log_level": log_level}}},
-        },
-        tags=tags,
-        asset_selection=[asset_key(n) for n in plan.to_run],
-    )
+    verbose = logger.isEnabledFor(logging.DEBUG)
+    with (
+        contextlib.nullcontext() if verbose else _stderr_to(project.target / "logs" / "dagster.log")
+    ):
+        result = dg.execute_job(
+            job,
+            instance=instance,
+            run_config={
+                "execution": {"config": executor},
+                # Dagster's own event lines would drown the report; they stay in the event log.
+                "loggers": {"console": {"config": {"log_level": log_level}}},
+            },
+            tags=tags,
+            asset_selection=[asset_key(n) for n in plan.to_run],
+        )
     report = collect(instance, result.run_id, plan, options.env)
     report.duration = time.perf_counter() - started
     report.max_workers = workers if options.parallel else 1
     return report
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Sends file descriptor 2 (ours and the step processes') to a log file for the run.
+
+    Step processes print Dagster's engine lines straight to stderr; the report is the user's
+    view, the full log stays in `target/logs/dagster.log` (and in Dagster's event log).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noqa: ANN001

@@ -52,7 +52,19 @@ _StrictLoader.yaml_implicit_resolvers.setdefault("", []).append(
 
 
 def _construct_bool(loader: _StrictLoader, node: yaml.ScalarNode) -> bool:
-    return str(loader.construct_scalar(node)).lower() == "true"
+    text = str(loader.construct_scalar(node))
+    # NOTE: only an explicit `!!bool` tag reaches here with another word (`!!bool yes`).
+    if text.lower() not in ("true", "false"):
+        raise YamlFileError(
+            Problem(
+                loader.file_label,
+                "",
+                f"a boolean must be true or false, found {text!r}",
+                "write true or false",
+                node.start_mark.line + 1,
+            )
+        )
+    return text.lower() == "true"
 
 
 def _construct_float(loader: _StrictLoader, node: yaml.ScalarNode) -> float | str:
@@ -99,31 +111,36 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _StrictLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 
+def _indented_with_tab(text: str, line: int) -> bool:
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return False
+    row = lines[line - 1]
+    return "\t" in row[: len(row) - len(row.lstrip(" \t"))]
+
+
 def load_yaml_text(text: str, file_label: str) -> Any:
     """Parses YAML text with the strict schema.
 
     Raises:
         YamlFileError: the text is not valid YAML, or a mapping repeats a key.
     """
-    if "\t" in text:
-        for number, line in enumerate(text.splitlines(), start=1):
-            indent = line[: len(line) - len(line.lstrip(" \t"))]
-            if "\t" in indent:
-                raise YamlFileError(
-                    Problem(
-                        file_label,
-                        "",
-                        "a tab is used for indentation",
-                        "indent with spaces only; YAML does not allow tabs",
-                        number,
-                    )
-                )
     loader = _StrictLoader(text, file_label)
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else None
+        if line is not None and _indented_with_tab(text, line):
+            raise YamlFileError(
+                Problem(
+                    file_label,
+                    "",
+                    "a tab is used for indentation",
+                    "indent with spaces only; YAML does not allow tabs",
+                    line,
+                )
+            ) from None
         detail = " ".join(part for part in (error.context, error.problem) if part)
         raise YamlFileError(
             Problem(file_label, "", f"invalid YAML: {detail}", "correct the YAML syntax", line)
