@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import duckdb
 
 DEFAULT_TRANSACTIONS = 10_000
+# Above this, the IP numbering (0.3 addresses per transaction) runs out of valid first octets.
+MAX_TRANSACTIONS = 50_000_000
 DEFAULT_OUT_DIR = Path(__file__).resolve().parent / "data"
 
 # Rows of each source per 100 transactions (10,000 transactions -> 5,000 user profiles, ...).
@@ -49,11 +51,14 @@ BURST_FRAUD_SHARE = 0.8  # share of burst transactions that end up confirmed fra
 TAKEOVER_SHARE = 0.008  # isolated account-takeover transactions (new device, risky IP)
 QUIET_FRAUD_SHARE = 0.002  # stolen-card fraud that looks like ordinary spending
 
+# Value lists for _choice: a value listed twice is drawn twice as often.
 CLEAN_COUNTRIES = ["US", "US", "US", "US", "GB", "GB", "DE", "DE", "FR", "CA", "AU", "SG"]
 CLEAN_COUNTRIES += ["IN", "BR", "MX", "ID"]
 RISKY_COUNTRIES = ["NG", "RO", "VN", "BR", "ID", "US", "NL", "UA"]
 CLEAN_NETWORKS = ["residential", "residential", "residential", "mobile", "mobile", "business"]
 RISKY_NETWORKS = ["hosting", "vpn", "hosting", "tor"]
+USUAL_CHANNELS = ["pos", "pos", "pos", "online", "online", "mobile_app"]
+FRAUD_CHANNELS = ["online", "online", "online", "online", "mobile_app"]
 NAME_HEADS = ["Blue", "Golden", "Urban", "Quick", "Prime", "North", "Sunny", "Metro", "Silver"]
 NAME_TAILS = ["Market", "Outlet", "Store", "Shop", "Hub", "Depot", "Express", "Works"]
 
@@ -132,6 +137,14 @@ def _choice(key_sql: str, salt: str, options: list[str]) -> str:
     return f"list_element([{quoted}], (1 + hash({key_sql}, '{salt}') % {len(options)})::BIGINT)"
 
 
+def _ip_address(id_sql: str) -> str:
+    """SQL for the IPv4 address of IP number ``id_sql``; the first three octets encode the id."""
+    return (
+        f"printf('%d.%d.%d.%d', 23 + {id_sql} // 65536, ({id_sql} // 256) % 256, {id_sql} % 256, "
+        f"1 + hash({id_sql}, 'ip_host') % 254)"
+    )
+
+
 def _offset_ms(key_sql: str, salt: str, low_ms: int, high_ms: int) -> str:
     """SQL for a pseudo-random millisecond interval in [low_ms, high_ms)."""
     return f"to_milliseconds(({low_ms} + hash({key_sql}, '{salt}') % {high_ms - low_ms})::BIGINT)"
@@ -183,8 +196,7 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
             FROM k
         )
         SELECT p.ip_id, p.risky, p.country,
-               printf('%d.%d.%d.%d', 23 + p.ip_id // 65536, (p.ip_id // 256) % 256,
-                      p.ip_id % 256, 1 + hash(p.ip_id, 'ip_host') % 254) AS ip_address,
+               {_ip_address("p.ip_id")} AS ip_address,
                round(g.lat + 6 * ({_rnd("p.ip_id", "ip_lat")} - 0.5), 4) AS latitude,
                round(g.lon + 8 * ({_rnd("p.ip_id", "ip_lon")} - 0.5), 4) AS longitude,
                (1000 + hash(p.ip_id, 'ip_asn') % 60000)::BIGINT AS asn,
@@ -277,53 +289,50 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
             FROM scenario s
             JOIN cards c USING (card_id)
             JOIN users u ON u.customer_id = c.customer_id
+        ),
+        drawn AS (
+            SELECT i,
+                   customer_id,
+                   card_id,
+                   home_device_id,
+                   CASE WHEN (in_burst OR takeover) AND {_rnd("i", "merchant_kind")} < 0.65
+                        THEN {risky_merchants.pick("i", "fraud_merchant")}
+                        ELSE {all_merchants.pick("i", "merchant")} END AS merchant_id,
+                   CASE WHEN in_burst THEN {fraud_devices.pick("block", "burst_device")}
+                        WHEN takeover THEN {fraud_devices.pick("i", "takeover_device")}
+                        WHEN {_rnd("i", "other_device")} < 0.06
+                            THEN {clean_devices.pick("i", "other_device")}
+                        ELSE home_device_id END AS device_id,
+                   CASE WHEN in_burst THEN {risky_ips.pick("block", "burst_ip")}
+                        WHEN takeover AND ip_choice < 0.8 THEN {risky_ips.pick("i", "takeover_ip")}
+                        WHEN takeover THEN {clean_ips.pick("i", "takeover_ip")}
+                        WHEN ip_choice < 0.85 THEN home_ip_id
+                        WHEN ip_choice < 0.98 THEN {clean_ips.pick("i", "travel_ip")}
+                        ELSE {risky_ips.pick("i", "vpn_ip")} END AS ip_id,
+                   round(CASE WHEN in_burst AND i % {BURST_BLOCK} < 3
+                                  THEN 1 + 4 * {_rnd("i", "amount")}
+                              WHEN in_burst THEN 150 + 1850 * {_rnd("i", "amount")}
+                              WHEN takeover THEN 200 + 2800 * {_rnd("i", "amount")}
+                              ELSE least(exp(3.4 + 1.1 * amount_z), 9000) END, 2) AS amount,
+                   CASE WHEN in_burst OR takeover
+                        THEN {_choice("i", "channel", FRAUD_CHANNELS)}
+                        ELSE {_choice("i", "channel", USUAL_CHANNELS)}
+                   END AS channel,
+                   {start} + to_milliseconds((i * {span_ms} // {n_txn})::BIGINT) AS txn_ts,
+                   burst_fraud OR takeover OR quiet_fraud AS is_fraud,
+                   CASE WHEN burst_fraud THEN 'card_testing'
+                        WHEN takeover THEN 'account_takeover'
+                        WHEN quiet_fraud THEN 'stolen_card'
+                        ELSE 'not_fraud' END AS fraud_type,
+                   in_burst
+            FROM placed
         )
-        SELECT i,
-               customer_id,
-               card_id,
-               CASE WHEN (in_burst OR takeover) AND {_rnd("i", "merchant_kind")} < 0.65
-                    THEN {risky_merchants.pick("i", "fraud_merchant")}
-                    ELSE {all_merchants.pick("i", "merchant")} END AS merchant_id,
-               CASE WHEN in_burst THEN {fraud_devices.pick("block", "burst_device")}
-                    WHEN takeover THEN {fraud_devices.pick("i", "takeover_device")}
-                    WHEN {_rnd("i", "other_device")} < 0.06
-                        THEN {clean_devices.pick("i", "other_device")}
-                    ELSE home_device_id END AS device_id,
-               CASE WHEN in_burst THEN {risky_ips.pick("block", "burst_ip")}
-                    WHEN takeover AND ip_choice < 0.8 THEN {risky_ips.pick("i", "takeover_ip")}
-                    WHEN takeover THEN {clean_ips.pick("i", "takeover_ip")}
-                    WHEN ip_choice < 0.85 THEN home_ip_id
-                    WHEN ip_choice < 0.98 THEN {clean_ips.pick("i", "travel_ip")}
-                    ELSE {risky_ips.pick("i", "vpn_ip")} END AS ip_id,
-               round(CASE WHEN in_burst AND i % {BURST_BLOCK} < 3
-                              THEN 1 + 4 * {_rnd("i", "amount")}
-                          WHEN in_burst THEN 150 + 1850 * {_rnd("i", "amount")}
-                          WHEN takeover THEN 200 + 2800 * {_rnd("i", "amount")}
-                          ELSE least(exp(3.4 + 1.1 * amount_z), 9000) END, 2) AS amount,
-               CASE WHEN in_burst OR takeover
-                    THEN {_choice("i", "channel", ["online"] * 4 + ["mobile_app"])}
-                    ELSE {_choice("i", "channel", ["pos"] * 3 + ["online"] * 2 + ["mobile_app"])}
-               END AS channel,
-               {start} + to_milliseconds((i * {span_ms} // {n_txn})::BIGINT) AS txn_ts,
-               burst_fraud OR takeover OR quiet_fraud AS is_fraud,
-               CASE WHEN burst_fraud THEN 'card_testing'
-                    WHEN takeover THEN 'account_takeover'
-                    WHEN quiet_fraud THEN 'stolen_card'
-                    ELSE 'not_fraud' END AS fraud_type,
-               in_burst
-        FROM placed
-    """
-
-    # A transaction an analyst or a rule would look at twice: off its owner's usual device,
-    # from a risky network, or unusually large.
-    suspicion = f"""
-        CREATE TABLE tx_flags AS
-        SELECT t.i,
-               t.device_id <> u.home_device_id
-               OR {risky_ips.holds("t.ip_id")}
-               OR t.amount > 400 AS suspicious
-        FROM tx t
-        JOIN users u USING (customer_id)
+        -- Suspicious: what an analyst or a rule looks at twice (off the owner's usual device,
+        -- from a risky network, or unusually large).
+        SELECT * EXCLUDE (home_device_id),
+               device_id <> home_device_id OR {risky_ips.holds("ip_id")} OR amount > 400
+                   AS suspicious
+        FROM drawn
     """
 
     devices = f"""
@@ -387,12 +396,11 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
     labels = f"""
         CREATE TABLE labels AS
         WITH reviewed AS (
-            SELECT t.*
-            FROM tx t
-            JOIN tx_flags f USING (i)
-            ORDER BY t.is_fraud DESC,
-                     {_rnd("t.i", "review")} * CASE WHEN f.suspicious THEN 0.3 ELSE 1.0 END,
-                     t.i
+            SELECT *
+            FROM tx
+            ORDER BY is_fraud DESC,
+                     {_rnd("i", "review")} * CASE WHEN suspicious THEN 0.3 ELSE 1.0 END,
+                     i
             LIMIT {counts["fraud_labels"]}
         )
         SELECT i, customer_id, merchant_id, is_fraud, fraud_type,
@@ -409,12 +417,11 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
     alerts = f"""
         CREATE TABLE alerts AS
         WITH alerted AS (
-            SELECT t.*, f.suspicious
-            FROM tx t
-            JOIN tx_flags f USING (i)
-            ORDER BY {_rnd("t.i", "alert")}
-                     * CASE WHEN t.is_fraud THEN 0.15 WHEN f.suspicious THEN 0.5 ELSE 1.0 END,
-                     t.i
+            SELECT *
+            FROM tx
+            ORDER BY {_rnd("i", "alert")}
+                     * CASE WHEN is_fraud THEN 0.15 WHEN suspicious THEN 0.5 ELSE 1.0 END,
+                     i
             LIMIT {counts["realtime_alerts"]}
         ),
         scored AS (
@@ -445,7 +452,6 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
         users,
         cards,
         transactions,
-        suspicion,
         devices,
         merchants,
         labels,
@@ -454,6 +460,7 @@ def _build_statements(counts: dict[str, int]) -> list[str]:
 
 
 def _ts(column: str) -> str:
+    """SQL formatting a timestamp as ``YYYY-MM-DD HH:MM:SS.mmm``."""
     return f"strftime({column}, '%Y-%m-%d %H:%M:%S.%g')"
 
 
@@ -463,8 +470,9 @@ TXN_ID = "printf('TXN%010d', {} + 1)"
 EXPORTS = {
     "transactions": f"""
         SELECT {TXN_ID.format("t.i")} AS transaction_id, t.customer_id, t.card_id, t.merchant_id,
-               t.device_id, i.ip_address, t.amount, t.channel, {_ts("t.txn_ts")} AS txn_ts
-        FROM tx t JOIN ips i USING (ip_id)
+               t.device_id, {_ip_address("t.ip_id")} AS ip_address, t.amount, t.channel,
+               {_ts("t.txn_ts")} AS txn_ts
+        FROM tx t
         ORDER BY t.i
     """,
     "user_profiles": """
@@ -525,19 +533,22 @@ def generate(transactions: int, out_dir: Path) -> dict[str, int]:
     """Write the eight source CSVs for ``transactions`` transactions into ``out_dir``.
 
     Args:
-        transactions: number of transactions (at least 1); the other sources scale with it.
+        transactions: number of transactions (1 to MAX_TRANSACTIONS); the other sources scale
+            with it.
         out_dir: folder for the CSVs; created if missing.
 
     Returns:
         Rows written per source.
 
     Raises:
-        ValueError: ``transactions`` is smaller than 1.
+        ValueError: ``transactions`` is outside 1..MAX_TRANSACTIONS.
     """
     import duckdb
 
-    if transactions < 1:
-        raise ValueError(f"transactions must be at least 1, got {transactions}")
+    if not 1 <= transactions <= MAX_TRANSACTIONS:
+        raise ValueError(
+            f"transactions must be between 1 and {MAX_TRANSACTIONS:,}, got {transactions:,}"
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = row_counts(transactions)
@@ -555,10 +566,12 @@ def generate(transactions: int, out_dir: Path) -> dict[str, int]:
     return written
 
 
-def _positive_int(text: str) -> int:
+def _transaction_count(text: str) -> int:
     value = int(text.replace("_", ""))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if not 1 <= value <= MAX_TRANSACTIONS:
+        raise argparse.ArgumentTypeError(
+            f"must be between 1 and {MAX_TRANSACTIONS:,}, got {value:,}"
+        )
     return value
 
 
@@ -566,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--transactions",
-        type=_positive_int,
+        type=_transaction_count,
         default=DEFAULT_TRANSACTIONS,
         metavar="N",
         help="number of transactions; the other sources scale with it (default: 10,000)",
