@@ -76,8 +76,9 @@ def _parse(obj: _Context, write: bool) -> None:
     project = obj.load()
     console.line(f"Parsing project: {project.name}")
     console.line(f"  Path: {project.root}")
-    manifest = build_manifest(project, fingerprints(project))
+    manifest = None
     if write:
+        manifest = build_manifest(project, fingerprints(project))
         write_manifest(project.target / "manifest.json", manifest)
         console.success("Manifest generated: target/manifest.json")
     else:
@@ -91,7 +92,7 @@ def _parse(obj: _Context, write: bool) -> None:
             "nodes": len(project.nodes),
             "edges": project.graph.edge_count,
             "valid": True,
-            "manifest": manifest if write else None,
+            "manifest": manifest,
         }
     )
 
@@ -105,10 +106,42 @@ def plan(obj: _Context, env: str | None) -> None:
     if env is None:
         _parse(obj, write=True)
         return
-    raise SeeknalError(
-        f"not supported yet: planning environment {env!r}. Fix: run `seeknal "
-        "plan` without an environment for now"
-    )
+    _plan(obj, env)
+
+
+def _plan(obj: _Context, env: str | None) -> None:
+    """Builds the plan of `env` against production (None: only show the differences)."""
+    from seeknal_dagster import plan as planning
+    from seeknal_dagster import render
+    from seeknal_dagster.manifest import fingerprints
+    from seeknal_dagster.storage import PROD, Store, validate_env_name
+
+    if env is not None:
+        validate_env_name(env)
+        if env == PROD:
+            raise SeeknalError(
+                "'prod' is production, not an environment to plan. Fix: pick "
+                "another name, e.g. `seeknal plan dev`"
+            )
+    project = obj.load()
+    store = Store(project.target)
+    baseline = store.read_state(PROD)
+    prints = fingerprints(project)
+    the_plan, manifest = planning.build(project, prints, baseline, env or PROD)
+    if env is not None:
+        with store.environment_lock(env, f"seeknal plan {env}"):
+            planning.save(store, the_plan, manifest, project.ttl_days)
+    baseline_nodes = len(planning.baseline_manifest(baseline))
+    render.plan_report(obj.console, the_plan, baseline_nodes, len(project.nodes), env is not None)
+    obj.console.document(the_plan.to_json())
+
+
+@main.command()
+@click.pass_obj
+@_handles_errors
+def diff(obj: _Context) -> None:
+    """Show how the project differs from production, by category; writes nothing."""
+    _plan(obj, None)
 
 
 @main.command()

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from seeknal_dagster import engine
+from seeknal_dagster import engine, schemas
 from seeknal_dagster.errors import ExecutionError, SeeknalError
 from seeknal_dagster.manifest import fingerprints, node_entry
 from seeknal_dagster.project import Project, load_project
@@ -27,7 +27,7 @@ from seeknal_dagster.specs import (
     RuleSpec,
     SourceSpec,
 )
-from seeknal_dagster.storage import PROD, Pointer, Store, file_checksum, utc_now
+from seeknal_dagster.storage import PROD, EnvState, Pointer, Store, file_checksum, utc_now
 
 # NOTE: partitioned asset checks are a Dagster preview feature; environments need them.
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
@@ -196,7 +196,7 @@ def materialize_node(
         columns=output.columns,
         built_at=utc_now(),
         run_id=context.run_id,
-        node=node_entry(spec, prints[node_id]),
+        node=node_entry(spec, prints[node_id], _derived_columns(project, spec, state, output)),
     )
     store.record_outputs(env, {node_id: pointer})
     return dg.MaterializeResult(
@@ -211,6 +211,20 @@ def materialize_node(
             "seeknal/duration_s": round(time.perf_counter() - started, 3),
         }
     )
+
+
+def _derived_columns(
+    project: Project, spec: NodeSpec, state: EnvState, output: engine.NodeOutput
+) -> list[tuple[str, str | None]] | None:
+    """The node's columns as the plan derives them, recorded so later plans compare like with
+    like (a source's are exactly what was loaded)."""
+    if isinstance(spec, SourceSpec):
+        return list(output.columns)
+    inputs = {ref: state.pointers[ref].derived_columns for ref in spec.inputs}
+    try:
+        return schemas.node_columns(project, spec, inputs)
+    except SeeknalError:
+        return None
 
 
 def _rule_check(project: Project, spec: RuleSpec) -> dg.AssetChecksDefinition:
@@ -280,4 +294,6 @@ def definitions_for_workspace() -> dg.Definitions:
     try:
         return build_definitions(find_project_root(explicit=Path(root)))
     except SeeknalError as error:
-        raise dg.DagsterInvariantViolationError(f"seeknal project {root} is invalid:\n{error}")
+        raise dg.DagsterInvariantViolationError(
+            f"seeknal project {root} is invalid:\n{error}"
+        ) from None

@@ -189,12 +189,27 @@ def _base_query(
     return _key_join(con, spec, refs)
 
 
+def source_columns(spec: SourceSpec, path: Path) -> list[tuple[str, str]]:
+    """The columns (name, DuckDB type) a source yields, read from the file's header or schema."""
+    import duckdb
+
+    con = connect(threads=1)
+    try:
+        return describe(con, _source_query(con, spec, path, check_values=False))
+    except duckdb.Error as error:
+        raise ExecutionError(spec.id, _explain(spec, error, path)) from None
+    finally:
+        con.close()
+
+
 def _view(node_id: str) -> str:
     kind, name = node_id.split(".", 1)
     return f"{ident(kind)}.{ident(name)}"
 
 
-def _source_query(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) -> str:
+def _source_query(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path, check_values: bool = True
+) -> str:
     declared = {c.name: c.type for c in spec.columns if c.type}
     if spec.format == "csv":
         options = spec.options
@@ -228,7 +243,8 @@ def _source_query(con: duckdb.DuckDBPyConnection, spec: SourceSpec, path: Path) 
     _check_declared(spec, declared, present)
     if not declared:
         return f"SELECT * FROM {reader}"
-    _check_casts(con, spec, reader, declared)
+    if check_values:
+        _check_casts(con, spec, reader, declared)
     replaced = ", ".join(f"CAST({ident(c)} AS {t}) AS {ident(c)}" for c, t in declared.items())
     return f"SELECT * REPLACE ({replaced}) FROM {reader}"
 

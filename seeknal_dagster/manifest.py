@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,15 @@ _HASH_CACHE = "file_hashes.json"
 
 
 def definition(spec: NodeSpec) -> dict[str, Any]:
-    """The functional definition of a node: what, if changed, changes its output."""
+    """The functional definition of a node: what, if changed, changes its output.
+
+    The result is plain JSON data (lists, not tuples), so it compares equal to itself after a
+    round trip through a state file.
+    """
+    return json.loads(json.dumps(_definition(spec), default=str))
+
+
+def _definition(spec: NodeSpec) -> dict[str, Any]:
     if isinstance(spec, SourceSpec):
         return {
             "format": spec.format,
@@ -136,8 +144,10 @@ def fingerprints(project: Project, hashes: FileHashes | None = None) -> dict[str
     return result
 
 
-def node_entry(spec: NodeSpec, fingerprint: str) -> dict[str, Any]:
-    """A node's manifest entry: identity, definition, metadata and fingerprint."""
+def node_entry(
+    spec: NodeSpec, fingerprint: str, columns: Sequence[tuple[str, str | None]] | None = None
+) -> dict[str, Any]:
+    """A node's manifest entry: identity, definition, SQL as written, columns, metadata."""
     entry: dict[str, Any] = {
         "kind": spec.kind,
         "name": spec.name,
@@ -148,17 +158,24 @@ def node_entry(spec: NodeSpec, fingerprint: str) -> dict[str, Any]:
         "description": spec.description,
         "owner": spec.owner,
         "tags": list(spec.tags),
+        "sql": spec.sql,
+        "columns": None if columns is None else [list(c) for c in columns],
     }
-    columns = getattr(spec, "columns", None) or getattr(spec, "features", None)
-    if columns:
-        entry["column_descriptions"] = {c.name: c.description for c in columns if c.description}
+    declared = getattr(spec, "columns", None) or getattr(spec, "features", None)
+    if declared:
+        entry["column_descriptions"] = {c.name: c.description for c in declared if c.description}
     return entry
 
 
-def build_manifest(project: Project, prints: Mapping[str, str]) -> dict[str, Any]:
-    """The manifest document of the project (nodes, edges, fingerprints)."""
+def build_manifest(
+    project: Project,
+    prints: Mapping[str, str],
+    columns: Mapping[str, Sequence[tuple[str, str | None]] | None] | None = None,
+) -> dict[str, Any]:
+    """The manifest document of the project (nodes, edges, fingerprints, derived columns)."""
+    columns = columns or {}
     nodes = {
-        node_id: node_entry(project.nodes[node_id], prints[node_id])
+        node_id: node_entry(project.nodes[node_id], prints[node_id], columns.get(node_id))
         for node_id in project.graph.topological_order
     }
     edges = [[parent, node_id] for node_id, spec in project.nodes.items() for parent in spec.inputs]

@@ -130,6 +130,7 @@ def load_project(root: Path) -> Project:
 
     specs: dict[str, NodeSpec] = {}
     unsupported: list[UnsupportedSpec] = []
+    first_file: dict[str, str] = {}
     for path in discover_node_files(root):
         label = path.relative_to(root).as_posix()
         try:
@@ -142,17 +143,17 @@ def load_project(root: Path) -> Project:
         warnings.extend(file_warnings)
         if spec is None:
             continue
-        if spec.id in specs or spec.id in {u.id for u in unsupported}:
-            first = specs[spec.id].file if spec.id in specs else spec.file
+        if spec.id in first_file:
             problems.append(
                 Problem(
                     label,
                     "name",
-                    f"duplicate node id {spec.id} (also in {first})",
+                    f"duplicate node id {spec.id} (also in {first_file[spec.id]})",
                     "rename one of the two nodes",
                 )
             )
             continue
+        first_file[spec.id] = label
         if isinstance(spec, UnsupportedSpec):
             unsupported.append(spec)
         else:
@@ -175,8 +176,7 @@ def load_project(root: Path) -> Project:
         ttl_days=float(config.get("ttl", 7) or 7),
         allow_external_paths=allow_external,
     )
-    if not problems:
-        _check_cycles(project, problems)
+    _check_cycles(project, problems)
     if problems:
         raise ProjectError(problems)
     return project
@@ -294,92 +294,101 @@ def _check_references(
     unsupported_ids = {u.id: u for u in unsupported}
     known = sorted(specs)
     for spec in specs.values():
-        key = "inputs"
         for ref in spec.inputs:
-            if ref in unsupported_ids:
-                other = unsupported_ids[ref]
-                problems.append(
-                    Problem(
-                        spec.file,
-                        key,
-                        f"{spec.id} depends on {ref} "
-                        f"({other.file}), a {other.kind} node, which is not "
-                        "supported yet",
-                        f"remove the input or replace {ref} with a supported node",
-                    )
-                )
-            elif ref not in specs:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        key,
-                        f"unknown node {ref!r}{did_you_mean(ref, known)}",
-                        "reference an existing node as `kind.name`",
-                    )
-                )
-            elif ref == spec.id:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        key,
-                        f"{spec.id} lists itself as an input",
-                        "remove it from inputs",
-                    )
-                )
-        if (
-            isinstance(spec, RuleSpec)
-            and spec.inputs
-            and spec.inputs[0] in specs
-            and isinstance(specs[spec.inputs[0]], RuleSpec)
-        ):
-            problems.append(
-                Problem(
-                    spec.file,
-                    key,
-                    "a rule cannot check another rule",
-                    "point the rule at a data node",
-                )
-            )
-        if spec.sql is None:
-            continue
-        for ref in sqlmod.references(spec.sql):
-            if ref in spec.inputs:
-                continue
-            where = "transform"
-            if ref in unsupported_ids:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        where,
-                        f"the SQL reads {ref}, a "
-                        f"{unsupported_ids[ref].kind} node, which is not "
-                        "supported yet",
-                        f"read a supported node instead of {ref}",
-                    )
-                )
-            elif ref in specs:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        where,
-                        f"the SQL reads {ref}, which is not listed in inputs",
-                        f"add `- ref: {ref}` under inputs",
-                    )
-                )
-            else:
-                problems.append(
-                    Problem(
-                        spec.file,
-                        where,
-                        f"the SQL reads unknown node {ref!r}{did_you_mean(ref, known)}",
-                        "correct the table name or add the node",
-                    )
-                )
+            problem = _input_problem(spec, ref, specs, unsupported_ids, known)
+            if problem:
+                problems.append(problem)
+        for key, sql in _sql_texts(spec):
+            for ref in sqlmod.references(sql):
+                if ref not in spec.inputs:
+                    problems.append(_sql_problem(spec, key, ref, specs, unsupported_ids, known))
+
+
+def _input_problem(
+    spec: NodeSpec,
+    ref: str,
+    specs: Mapping[str, NodeSpec],
+    unsupported_ids: Mapping[str, UnsupportedSpec],
+    known: list[str],
+) -> Problem | None:
+    key = "inputs"
+    if ref in unsupported_ids:
+        other = unsupported_ids[ref]
+        return Problem(
+            spec.file,
+            key,
+            f"{spec.id} depends on {ref} ({other.file}), a {other.kind} node, which is not "
+            "supported yet",
+            f"remove the input or replace {ref} with a supported node",
+        )
+    if ref not in specs:
+        return Problem(
+            spec.file,
+            key,
+            f"unknown node {ref!r}{did_you_mean(ref, known)}",
+            "reference an existing node as `kind.name`",
+        )
+    if ref == spec.id:
+        return Problem(
+            spec.file, key, f"{spec.id} lists itself as an input", "remove it from inputs"
+        )
+    if isinstance(specs[ref], RuleSpec):
+        checked = specs[ref].inputs[0] if specs[ref].inputs else "the checked node"
+        found = f"{spec.id} reads {ref}, but a rule produces no table"
+        if isinstance(spec, RuleSpec):
+            found = f"{spec.id} checks {ref}, but a rule cannot check another rule"
+        return Problem(spec.file, key, found, f"read {checked} instead of {ref}")
+    return None
+
+
+def _sql_texts(spec: NodeSpec) -> list[tuple[str, str]]:
+    """Each piece of SQL a node holds, with the key it is written under."""
+    if isinstance(spec, RuleSpec):
+        return [("rule.params.sql", check.sql) for check in spec.checks if check.sql]
+    return [("transform", spec.sql)] if spec.sql else []
+
+
+def _sql_problem(
+    spec: NodeSpec,
+    key: str,
+    ref: str,
+    specs: Mapping[str, NodeSpec],
+    unsupported_ids: Mapping[str, UnsupportedSpec],
+    known: list[str],
+) -> Problem:
+    if ref in unsupported_ids:
+        return Problem(
+            spec.file,
+            key,
+            f"the SQL reads {ref}, a {unsupported_ids[ref].kind} node, which is not supported yet",
+            f"read a supported node instead of {ref}",
+        )
+    if ref not in specs:
+        return Problem(
+            spec.file,
+            key,
+            f"the SQL reads unknown node {ref!r}{did_you_mean(ref, known)}",
+            "correct the table name or add the node",
+        )
+    if isinstance(spec, RuleSpec):
+        return Problem(
+            spec.file,
+            key,
+            f"the assertion reads {ref}, but a rule can only read the node it checks",
+            f"read {spec.inputs[0]} only" if spec.inputs else f"check {ref} with its own rule",
+        )
+    return Problem(
+        spec.file,
+        key,
+        f"the SQL reads {ref}, which is not listed in inputs",
+        f"add `- ref: {ref}` under inputs",
+    )
 
 
 def _check_paths(
     root: Path, specs: Mapping[str, NodeSpec], allow_external: bool, problems: list[Problem]
 ) -> None:
+    owners: dict[Path, str] = {}  # every file a node reads or writes -> that node's id
     for spec in specs.values():
         if isinstance(spec, SourceSpec) and spec.path:
             key = "table"
@@ -394,8 +403,39 @@ def _check_paths(
                         "or correct the path, which is relative to the project root",
                     )
                 )
-        elif isinstance(spec, ExposureSpec) and spec.path:
-            _safe_path(root, spec.path, allow_external, spec.file, "path", problems)
+            if path is not None:
+                owners.setdefault(path.resolve(), spec.id)
+    for spec in specs.values():
+        if isinstance(spec, ExposureSpec) and spec.path:
+            path = _safe_path(root, spec.path, allow_external, spec.file, "path", problems)
+            if path is not None:
+                _check_export_path(root, spec, path.resolve(), owners, problems)
+
+
+def _check_export_path(
+    root: Path, spec: ExposureSpec, path: Path, owners: dict[Path, str], problems: list[Problem]
+) -> None:
+    """An export may not overwrite a source's data, another export, or seeknal's own state."""
+    other = owners.setdefault(path, spec.id)
+    if other != spec.id:
+        what = "the data file of" if other.startswith("source.") else "the export of"
+        problems.append(
+            Problem(
+                spec.file,
+                "path",
+                f"{spec.id} would overwrite {what} {other} ({spec.path})",
+                "write the export to a path of its own",
+            )
+        )
+    elif path.is_relative_to(root / "target"):
+        problems.append(
+            Problem(
+                spec.file,
+                "path",
+                f"{spec.path!r} is inside target/, which seeknal manages",
+                "write the export outside target/, e.g. `path: output/name.parquet`",
+            )
+        )
 
 
 def _safe_path(
@@ -418,8 +458,8 @@ def _safe_path(
                 Problem(
                     file,
                     key,
-                    f"absolute path {relative!r} points outside the project",
-                    "use a path relative to the project root, or set "
+                    f"absolute path {relative!r}: node paths are relative to the project root",
+                    "write the path relative to the project root, or set "
                     "`allow_external_paths: true` in seeknal_project.yml",
                 )
             )
@@ -441,7 +481,14 @@ def _safe_path(
 
 
 def _check_cycles(project: Project, problems: list[Problem]) -> None:
-    cycle = project.graph.find_cycle()
+    # NOTE: a node listing itself is already reported by `_check_references`.
+    graph = Graph(
+        {
+            node_id: tuple(r for r in spec.inputs if r != node_id)
+            for node_id, spec in project.nodes.items()
+        }
+    )
+    cycle = graph.find_cycle()
     if cycle:
         first = project.nodes[cycle[0]]
         problems.append(

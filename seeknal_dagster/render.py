@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from seeknal_dagster.console import RULE, Console
+from seeknal_dagster.diff import CATEGORY_ORDER
+from seeknal_dagster.plan import Plan
 from seeknal_dagster.project import Project
 from seeknal_dagster.runner import (
     CACHED,
@@ -170,3 +172,57 @@ def report_document(report: RunReport) -> dict:
         "checks": [vars(c) for c in report.checks],
         "failed": report.failed,
     }
+
+
+def plan_report(
+    console: Console, plan: Plan, baseline_nodes: int, project_nodes: int, saved: bool
+) -> None:
+    """A plan in the tutorial's layout: categories, the BREAKING warning, the summary block."""
+    if saved:
+        console.line(f"Planning environment: {plan.environment}")
+    else:
+        console.line("Changes against production")
+    console.line(f"  Production manifest: target/state/prod.json ({baseline_nodes} nodes)")
+    console.line(f"  New manifest: seeknal/ ({project_nodes} nodes)")
+    console.line()
+    if not plan.changes:
+        console.line("No changes detected.")
+        console.line()
+    else:
+        console.heading("Changes Detected:")
+        for category in CATEGORY_ORDER:
+            group = [c for c in plan.changes if c.category == category]
+            if not group:
+                continue
+            console.line(f"  {category} ({len(group)}):", style=_CATEGORY_STYLE.get(category))
+            for change in group:
+                console.line(f"    - {change.node} ({', '.join(change.reasons)})")
+                for line in change.impact:
+                    console.line(f"        ↳ {line}")
+            console.line()
+    if plan.breaking:
+        console.line("⚠ WARNING: BREAKING changes detected.", style="bold red")
+        console.line("  Downstream consumers may fail if they depend on removed features.")
+        console.line("  Review carefully before applying.")
+        console.line()
+    if saved:
+        console.line("Environment Plan:")
+        console.line(f"  Name: {plan.environment}")
+        console.line(f"  Created: {plan.created_at}")
+    else:
+        console.line("Summary:")
+    breaking = f" ({len(plan.breaking)} BREAKING)" if plan.breaking else ""
+    console.line(f"  Changes: {len(plan.to_execute)} nodes to execute{breaking}")
+    console.line(f"  Added: {len(plan.added)}")
+    console.line(f"  Removed: {len(plan.removed)}")
+    console.line(RULE)
+
+
+_CATEGORY_STYLE = {
+    "BREAKING": "bold red",
+    "NON_BREAKING": "yellow",
+    "NEW": "green",
+    "REMOVED": "magenta",
+    "METADATA": "dim",
+    "DEPENDENT": "cyan",
+}

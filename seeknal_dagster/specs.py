@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from difflib import get_close_matches
+from pathlib import PurePosixPath
 from typing import Any
 
 from seeknal_dagster.errors import Problem
@@ -250,7 +252,13 @@ def parse_node(data: object, file: str) -> tuple[NodeSpec | None, list[Problem],
         )
     if name is None:
         out.add("name", "required key is missing", "add `name: <identifier>`")
-    elif not isinstance(name, str) or not NAME_PATTERN.match(name):
+    elif not isinstance(name, str):
+        out.add(
+            "name",
+            f"invalid name {name!r}: expected text, found {type(name).__name__}",
+            "write the name as an identifier such as `name: daily_orders`",
+        )
+    elif not NAME_PATTERN.match(name):
         out.add(
             "name",
             f"invalid name {name!r}",
@@ -263,12 +271,23 @@ def parse_node(data: object, file: str) -> tuple[NodeSpec | None, list[Problem],
     if kind in UNSUPPORTED_KINDS:
         return UnsupportedSpec(kind=kind, name=name, file=file, **common), out.problems, warnings
 
-    unknown = sorted(str(k) for k in data if k not in _COMMON_KEYS | _KIND_KEYS[kind])
+    allowed = _COMMON_KEYS | _KIND_KEYS[kind]
+    unknown = sorted(str(k) for k in data if k not in allowed)
     if unknown:
-        warnings.append(f"{file}: unknown key(s) ignored for a {kind}: {', '.join(unknown)}")
+        described = ", ".join(f"{k}{did_you_mean(k, sorted(allowed))}" for k in unknown)
+        warnings.append(f"{file}: unknown key(s) ignored for a {kind}: {described}")
     builder = _BUILDERS[kind]
     spec = builder(data, out, kind=kind, name=name, file=file, **common)
-    return (spec if not out.problems else None), out.problems, warnings
+    problems = [_point_at_misspelt_key(p, unknown) for p in out.problems]
+    return (spec if not problems else None), problems, warnings
+
+
+def _point_at_misspelt_key(problem: Problem, unknown: list[str]) -> Problem:
+    """A problem with a key the file spells wrongly (`tranform:`) says so in its fix."""
+    close = get_close_matches(problem.key, unknown, n=1) if problem.key else []
+    if not close:
+        return problem
+    return replace(problem, fix=f"rename `{close[0]}:` to `{problem.key}:`")
 
 
 def _common_fields(data: Mapping[str, Any], out: _Collector) -> dict[str, Any]:
@@ -545,15 +564,20 @@ def _exposure(data: Mapping[str, Any], out: _Collector, **common: Any) -> Exposu
         )
         path = ""
     fmt = data.get("format", params.get("format"))
+    choices = ", ".join(EXPORT_FORMATS)
     if fmt is None and path:
-        fmt = path.rsplit(".", 1)[-1].lower() if "." in path else None
-    if fmt not in EXPORT_FORMATS:
+        fmt = PurePosixPath(path).suffix.lower().lstrip(".")
+        if fmt not in EXPORT_FORMATS:
+            out.add(
+                "format",
+                f"no format given and the extension of {path!r} is not one of {choices}",
+                f"set `format:` to one of {choices}",
+            )
+    elif fmt is not None and fmt not in EXPORT_FORMATS:
         out.add(
-            "format",
-            f"unsupported export format {fmt!r}",
-            f"set `format:` to one of {', '.join(EXPORT_FORMATS)}",
+            "format", f"unsupported export format {fmt!r}", f"set `format:` to one of {choices}"
         )
-        fmt = "parquet"
+    fmt = fmt if fmt in EXPORT_FORMATS else "parquet"
     if not common["inputs"]:
         out.add("inputs", "an exposure needs at least one input", "add `inputs: [{ref: ...}]`")
     return ExposureSpec(
@@ -675,8 +699,7 @@ def _rule_check(entry: Mapping[str, Any], key: str, out: _Collector) -> RuleChec
 
 
 def did_you_mean(value: object, choices: tuple[str, ...] | list[str]) -> str:
-    from difflib import get_close_matches
-
+    """` (did you mean 'x'?)` naming the choice closest to `value`, or "" when none is close."""
     if not isinstance(value, str):
         return ""
     close = get_close_matches(value, list(choices), n=1)

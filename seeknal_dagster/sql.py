@@ -9,14 +9,14 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, ParseError, SqlglotError
-from sqlglot.optimizer.annotate_types import TypeAnnotator
+from sqlglot.optimizer.annotate_types import TypeAnnotator, annotate_types
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, build_scope, traverse_scope
@@ -173,6 +173,8 @@ def _parse_statements(sql: str) -> tuple[exp.Expr, ...]:
         reason = f"{first.get('description', str(error))}{where}"
     except SqlglotError as error:
         reason = str(error)
+    except RecursionError:
+        reason = "it is nested too deeply for the parser"
     else:
         return tuple(statement for statement in parsed if statement is not None)
     raise SqlError(f"the SQL cannot be parsed as DuckDB SQL: {reason}. Fix the syntax of the query")
@@ -445,7 +447,7 @@ _TEMP_SCHEMA = "main"  # where tables created by earlier statements of the same 
 _WRITTEN_NAME = "seeknal_name"  # meta key: an output name as written, before case folding
 _WRITTEN_TEXT = "seeknal_text"  # meta key: an unaliased projection's SQL text
 _WRITTEN_COLUMNS = "seeknal_columns"  # meta key: a query's column list, `AS name(a, b)`
-_SPELLINGS = "seeknal_spellings"  # meta key: lower-case name -> every output name as written
+_SPELLINGS = "seeknal_spellings"  # meta key: lower-case name -> an output name as written
 
 _INTEGERS = {
     exp.DType.TINYINT,
@@ -534,8 +536,7 @@ def output_columns(sql: str, inputs: Mapping[str, Columns]) -> list[tuple[str, s
             that is not in `inputs`, a column that its source does not have, or something the
             analysis cannot follow (a table function such as `read_parquet`, ...).
     """
-    analysis = _analyse(sql, inputs)
-    return analysis.output
+    return list(_analysis(sql, _frozen(inputs)).output)
 
 
 def columns_read(sql: str, inputs: Mapping[str, Columns]) -> dict[str, set[str]]:
@@ -557,22 +558,29 @@ def columns_read(sql: str, inputs: Mapping[str, Columns]) -> dict[str, set[str]]
         SqlError: as `output_columns`; in particular when a column read is missing from its
             input, which names that column.
     """
-    return _analyse(sql, inputs).read
+    return {node_id: set(columns) for node_id, columns in _analysis(sql, _frozen(inputs)).read}
+
+
+_FrozenInputs = tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
 
 
 class _Analysis(NamedTuple):
-    output: list[tuple[str, str | None]]
-    read: dict[str, set[str]]
+    output: tuple[tuple[str, str | None], ...]
+    read: tuple[tuple[str, frozenset[str]], ...]
+
+
+def _frozen(inputs: Mapping[str, Columns]) -> _FrozenInputs:
+    return tuple((node_id, tuple(map(tuple, columns))) for node_id, columns in inputs.items())
 
 
 class _Catalog:
     """The tables a node's SQL may read: its inputs, then tables its own statements create."""
 
-    def __init__(self, inputs: Mapping[str, Columns]):
+    def __init__(self, inputs: _FrozenInputs):
         self.tables: dict[tuple[str, str], dict[str, str]] = {}  # (schema, table) -> col -> type
         self.spelling: dict[tuple[str, str], dict[str, str]] = {}  # lower-case -> as declared
         self.node_ids: dict[tuple[str, str], str] = {}
-        for node_id, columns in inputs.items():
+        for node_id, columns in inputs:
             kind, _, name = node_id.partition(".")
             self._add((kind.lower(), name.lower()), columns)
             self.node_ids[(kind.lower(), name.lower())] = node_id
@@ -583,6 +591,14 @@ class _Catalog:
         for name, _ in columns:
             self.spelling[key].setdefault(name.lower(), name)
 
+    def all_spellings(self) -> dict[str, str]:
+        """Lower-case column name -> its spelling in the first table that has it."""
+        merged: dict[str, str] = {}
+        for spelling in self.spelling.values():
+            for lower, name in spelling.items():
+                merged.setdefault(lower, name)
+        return merged
+
     def add_created(self, name: str, columns: Columns) -> None:
         self._add((_TEMP_SCHEMA, name.lower()), columns)
 
@@ -592,7 +608,7 @@ class _Catalog:
             nested.setdefault(schema, {})[table] = columns
         return MappingSchema(nested, dialect=_DIALECT, normalize=False)
 
-    def check_reads(self, statement: exp.Expr, inputs: Mapping[str, Columns]) -> None:
+    def check_reads(self, statement: exp.Expr) -> None:
         """Raise `SqlError` for every table read that is neither an input nor created earlier."""
         for scope in traverse_scope(statement):
             for source in scope.sources.values():
@@ -608,7 +624,7 @@ class _Catalog:
                 if key not in self.tables:
                     written = source.copy()
                     written.set("alias", None)
-                    known = ", ".join(sorted(inputs)) or "none"
+                    known = ", ".join(sorted(self.node_ids.values())) or "none"
                     raise SqlError(
                         f"reads table {written.sql(_DIALECT)}, which is not among the node's "
                         f"inputs (known: {known}). Add it to `inputs` or fix the table name"
@@ -625,7 +641,21 @@ def _schema_type(kind: str | None) -> str:
         return "UNKNOWN"
 
 
-def _analyse(sql: str, inputs: Mapping[str, Columns]) -> _Analysis:
+@functools.lru_cache(maxsize=512)
+def _analysis(sql: str, inputs: _FrozenInputs) -> _Analysis:
+    """Analyse every statement of `sql` in order against `inputs` and what earlier ones create."""
+    try:
+        return _analyse_statements(sql, inputs)
+    except SqlError:
+        raise
+    except Exception as error:
+        # NOTE: sqlglot's optimizer fails in assorted ways on SQL it does not follow; callers
+        # are promised a SqlError that says so.
+        message = f"cannot analyse the query: sqlglot failed with {type(error).__name__}: {error}"
+        raise SqlError(f"{message}. Simplify the query or alias its columns") from error
+
+
+def _analyse_statements(sql: str, inputs: _FrozenInputs) -> _Analysis:
     statements = _parse_statements(to_duckdb(sql))
     if not statements:
         raise SqlError("the SQL holds no statement. Write a query (SELECT ...) for the node")
@@ -639,41 +669,63 @@ def _analyse(sql: str, inputs: Mapping[str, Columns]) -> _Analysis:
     catalog = _Catalog(inputs)
     read: dict[str, set[str]] = {}
     for statement in statements[:-1]:
-        body = statement.expression if isinstance(statement, exp.Create) else None
-        if isinstance(body, exp.Query):
-            columns = _analyse_query(body, catalog, inputs, read)
+        body = statement.expression
+        if isinstance(statement, exp.Create) and isinstance(body, exp.Query):
+            columns = _analyse_query(body, catalog, read)
             catalog.add_created(statement.this.find(exp.Table).name, columns)
-        elif isinstance(statement, exp.Insert) and isinstance(statement.expression, exp.Query):
-            _analyse_query(statement.expression, catalog, inputs, read)
-    output = _analyse_query(last, catalog, inputs, read)
-    return _Analysis(output, read)
+        elif isinstance(statement, exp.Create) and isinstance(statement.this, exp.Schema):
+            definitions = statement.this.find_all(exp.ColumnDef)
+            columns = [
+                (column.name, _duckdb_type(column.args.get("kind"))) for column in definitions
+            ]
+            catalog.add_created(statement.this.find(exp.Table).name, columns)
+        elif isinstance(statement, exp.Insert) and isinstance(body, exp.Query):
+            _analyse_query(body, catalog, read)
+    output = _analyse_query(last, catalog, read)
+
+    frozen_read = tuple((node_id, frozenset(columns)) for node_id, columns in read.items())
+    return _Analysis(tuple(output), frozen_read)
 
 
 def _analyse_query(
-    query: exp.Query,
-    catalog: _Catalog,
-    inputs: Mapping[str, Columns],
-    read: dict[str, set[str]],
+    query: exp.Query, catalog: _Catalog, read: dict[str, set[str]]
 ) -> list[tuple[str, str | None]]:
     """Qualify and type one query; record the input columns it reads; return its columns."""
     _remember_written_names(query)
     query = normalize_identifiers(query, dialect=_DIALECT)
-    catalog.check_reads(query, inputs)
+    catalog.check_reads(query)
 
     schema = catalog.schema()
     try:
         query = qualify(query, schema=schema, dialect=_DIALECT, db=_TEMP_SCHEMA, identify=False)
-        query = _DuckDBTypes(schema, expression_metadata=_DUCKDB_TYPES).annotate(query)
+        query = annotate_types(query, schema=schema, expression_metadata=_DUCKDB_TYPES)
     except SqlglotError as error:
-        raise SqlError(f"cannot analyse the query: {error}. Fix the SQL or the node's inputs")
-
+        message = f"cannot analyse the query: {error}. Fix the SQL or the node's inputs"
+        raise SqlError(message) from error
     root = build_scope(query)
     if root is None:
         raise SqlError("cannot analyse the query: it has no scope. Write a SELECT query")
+    _check_expanded(query)
+
     _record_reads(root, catalog, read)
-    names = _output_names(root, query.meta.get(_SPELLINGS, {}), catalog)
-    types = _output_types(query)
-    return list(zip(names, types, strict=True))
+    spellings = {**catalog.all_spellings(), **query.meta.get(_SPELLINGS, {})}
+    names = _output_names(root, spellings, catalog)
+    typed = _output_types(query)
+    if len(typed) != len(names):  # UNION BY NAME: the union of both sides' names
+        names = [spellings.get(name, name) for name, _ in typed]
+    return [(name, kind) for name, (_, kind) in zip(names, typed, strict=True)]
+
+
+def _check_expanded(query: exp.Query) -> None:
+    """Raise for projections standing for columns that the analysis cannot list."""
+    for select in query.find_all(exp.Select):
+        for projection in select.selects:
+            inner = projection.unalias()
+            if inner.is_star or inner.find(exp.Columns):
+                raise SqlError(
+                    f"not supported yet: listing the columns of {inner.sql(_DIALECT)} (a struct "
+                    "star or a COLUMNS() expression). Name the columns in the select list"
+                )
 
 
 def _remember_written_names(query: exp.Query) -> None:
@@ -766,11 +818,30 @@ def _output_name(
     return spellings.get(projection.alias_or_name, projection.alias_or_name)
 
 
-def _output_types(query: exp.Query) -> list[str | None]:
+def _output_types(query: exp.Query) -> list[tuple[str, str | None]]:
+    """(lower-case name, type) per output column, as the annotator typed the whole query."""
     query_type = query.meta.get("query_type")
-    if isinstance(query_type, exp.DataType) and query_type.is_type(exp.DType.STRUCT):
-        return [_duckdb_type(column.args.get("kind")) for column in query_type.expressions]
-    return [_duckdb_type(projection.type) for projection in query.selects]
+    if not isinstance(query_type, exp.DataType) or not query_type.is_type(exp.DType.STRUCT):
+        return [(select.alias_or_name, _duckdb_type(select.type)) for select in query.selects]
+
+    typed = [(column.name, column.args.get("kind")) for column in query_type.expressions]
+    branches = _set_operation_branches(query)
+    if branches and all(len(branch.selects) == len(typed) for branch in branches):
+        for position, (name, kind) in enumerate(typed):
+            mixed = _decimal_mix([branch.selects[position].type for branch in branches])
+            typed[position] = (name, kind if mixed is None else exp.DataType.build(mixed))
+    return [(name, _duckdb_type(kind)) for name, kind in typed]
+
+
+def _set_operation_branches(query: exp.Query) -> list[exp.Query]:
+    """The SELECTs a positional set operation combines; empty for anything else."""
+    if not isinstance(query, exp.SetOperation) or query.args.get("by_name"):
+        return []
+    return [
+        branch
+        for side in (query.this, query.expression)
+        for branch in (_set_operation_branches(side.unnest()) or [side.unnest()])
+    ]
 
 
 def _duckdb_type(data_type: exp.DataType | None) -> str | None:
@@ -811,7 +882,8 @@ def _annotate_sum(annotator: TypeAnnotator, node: exp.Sum) -> exp.Expr:
     if argument is not None and argument.this in _INTEGERS:
         return annotator._set_type(node, exp.DType.INT128)
     if argument is not None and argument.this == exp.DType.DECIMAL:
-        scale = argument.expressions[1].name if len(argument.expressions) > 1 else "0"
+        params = [param.name for param in argument.expressions]
+        scale = params[1] if len(params) > 1 else ("0" if params else "3")
         return annotator._set_type(node, exp.DataType.build(f"DECIMAL(38, {scale})"))
     if argument is not None and argument.this in _FLOATS:
         return annotator._set_type(node, exp.DType.DOUBLE)
@@ -831,12 +903,11 @@ def _annotate_arithmetic(annotator: TypeAnnotator, node: exp.Binary) -> exp.Expr
         return annotator._set_type(node, exp.DType.BIGINT)
     if isinstance(node, exp.Sub) and left in _TIMESTAMPS and right in _TIMESTAMPS:
         return annotator._set_type(node, exp.DType.INTERVAL)
-    if {left, right} & {exp.DType.DATE} and ({left, right} - {exp.DType.DATE}) <= _INTEGERS:
-        return annotator._set_type(node, exp.DType.DATE)
+    if isinstance(node, (exp.Add, exp.Sub)) and {left, right} - _INTEGERS == {exp.DType.DATE}:
+        return annotator._set_type(node, exp.DType.DATE)  # a date plus or minus days
     if exp.DType.DECIMAL in (left, right):
-        if {left, right} & _FLOATS:
-            return annotator._set_type(node, exp.DType.DOUBLE)
-        return annotator._set_type(node, exp.DType.UNKNOWN)
+        mixed = _decimal_mix([node.left.type, node.right.type]) or exp.DType.UNKNOWN
+        return annotator._set_type(node, mixed)  # NOTE: DECIMAL precision rules not modelled
     return node
 
 
@@ -878,23 +949,32 @@ def _annotate_function(annotator: TypeAnnotator, node: exp.Anonymous) -> exp.Exp
     return annotator._set_type(node, exp.DType.UNKNOWN)
 
 
-class _DuckDBTypes(TypeAnnotator):
-    """sqlglot's type annotator with DuckDB's coercion between DECIMAL and other numbers."""
+def _decimal_mix(types: Sequence[exp.DataType | None]) -> exp.DType | None:
+    """The type DuckDB gives values of `types` mixed with a DECIMAL; None when none is one.
 
-    def _maybe_coerce(
-        self, type1: exp.DataType | exp.DType, type2: exp.DataType | exp.DType
-    ) -> exp.DataType | exp.DType:
-        kinds = [kind.this if isinstance(kind, exp.DataType) else kind for kind in (type1, type2)]
-        if exp.DType.DECIMAL not in kinds:
-            return super()._maybe_coerce(type1, type2)
-        if exp.DType.DOUBLE in kinds or exp.DType.FLOAT in kinds:
-            return exp.DType.DOUBLE if exp.DType.DOUBLE in kinds else exp.DType.FLOAT
-        if exp.DType.NULL in kinds:
-            return type1 if kinds[0] == exp.DType.DECIMAL else type2
-        if type1 == type2:
-            return type1
-        # NOTE: DuckDB widens DECIMALs against each other and integers; not modelled here.
-        return exp.DType.UNKNOWN
+    sqlglot keeps a parameterised DECIMAL against DOUBLE, where DuckDB picks DOUBLE; DuckDB's
+    widening of DECIMALs against each other and against integers is not modelled: UNKNOWN.
+    """
+    known = [kind for kind in types if kind is not None and not kind.is_type(exp.DType.NULL)]
+    kinds = {kind.this for kind in known}
+    if exp.DType.DECIMAL not in kinds:
+        return None
+    if kinds & _FLOATS:
+        return exp.DType.DOUBLE if exp.DType.DOUBLE in kinds else exp.DType.FLOAT
+    if all(kind == known[0] for kind in known):
+        return None
+    return exp.DType.UNKNOWN
+
+
+def _mixing(operands: Callable[[exp.Expr], list[exp.Expr]]) -> dict[str, Callable[..., exp.Expr]]:
+    """An annotator that types a node as sqlglot does, then corrects DECIMAL mixes as DuckDB."""
+
+    def annotate(annotator: TypeAnnotator, node: exp.Expr) -> exp.Expr:
+        _BASE_TYPES[type(node)]["annotator"](annotator, node)
+        mixed = _decimal_mix([operand.type for operand in operands(node) if operand is not None])
+        return node if mixed is None else annotator._set_type(node, mixed)
+
+    return {"annotator": annotate}
 
 
 _DUCKDB_TYPES = {
@@ -909,4 +989,13 @@ _DUCKDB_TYPES = {
     exp.Round: {"annotator": _annotate_decimal_unknown},
     exp.CurrentTimestamp: {"returns": exp.DType.TIMESTAMPTZ},
     exp.Anonymous: {"annotator": _annotate_function},
+    exp.Coalesce: _mixing(lambda node: [node.this, *node.expressions]),
+    exp.Greatest: _mixing(lambda node: [node.this, *node.expressions]),
+    exp.Least: _mixing(lambda node: [node.this, *node.expressions]),
+    exp.If: _mixing(lambda node: [node.args.get("true"), node.args.get("false")]),
+    exp.Case: _mixing(
+        lambda node: (
+            [branch.args.get("true") for branch in node.args["ifs"]] + [node.args.get("default")]
+        )
+    ),
 }

@@ -129,6 +129,14 @@ class Pointer:
     run_id: str = ""
     node: Mapping[str, Any] | None = None  # the node's manifest entry when it was built
 
+    @property
+    def derived_columns(self) -> list[tuple[str, str | None]]:
+        """The columns as plans derive them (recorded at build), else the columns loaded."""
+        recorded = (self.node or {}).get("columns")
+        if recorded is not None:
+            return [(str(c[0]), c[1]) for c in recorded]
+        return [(name, type_name) for name, type_name in self.columns]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint,
