@@ -62,9 +62,7 @@ def categorise(baseline: Mapping[str, Entry], current: Mapping[str, Entry]) -> l
             changes[node_id] = Change(node_id, NEW, ("new node",))
             continue
         found = _compare(old, entry)
-        own_change = old.get("definition") != entry.get("definition") or list(
-            old.get("inputs", [])
-        ) != list(entry.get("inputs", []))
+        own_change = old.get("definition") != entry.get("definition") or _inputs_differ(old, entry)
         data_changed = entry.get("kind") == "source" and old.get("fingerprint") != entry.get(
             "fingerprint"
         )
@@ -119,10 +117,38 @@ def _compare(old: Entry, new: Entry) -> list[tuple[str, str]]:
     return found
 
 
+def _joins_by_position(entry: Entry) -> bool:
+    """Whether the order of `inputs` shapes the output: a feature group or exposure that joins
+    several inputs itself (the first input is the base)."""
+    return (
+        entry.get("kind") in ("feature_group", "exposure")
+        and not entry.get("definition", {}).get("sql")
+        and len(entry.get("inputs", [])) > 1
+    )
+
+
+def _inputs_differ(old: Entry, new: Entry) -> bool:
+    old_inputs, new_inputs = list(old.get("inputs", [])), list(new.get("inputs", []))
+    if _joins_by_position(new):
+        return old_inputs != new_inputs
+    # NOTE: SQL names its inputs itself, so listing them in another order changes nothing.
+    return set(old_inputs) != set(new_inputs)
+
+
 def _input_changes(old: Entry, new: Entry) -> list[tuple[str, str]]:
     old_inputs, new_inputs = list(old.get("inputs", [])), list(new.get("inputs", []))
     found = [(BREAKING, f"input removed: {i}") for i in old_inputs if i not in new_inputs]
     found += [(NON_BREAKING, f"input added: {i}") for i in new_inputs if i not in old_inputs]
+    kept_old = [i for i in old_inputs if i in new_inputs]
+    kept_new = [i for i in new_inputs if i in old_inputs]
+    if kept_old != kept_new and _joins_by_position(new):
+        found.append(
+            (
+                NON_BREAKING,
+                f"input order changed: {', '.join(kept_old)} -> {', '.join(kept_new)} "
+                "(the first input is the base of the join)",
+            )
+        )
     return found
 
 
@@ -148,9 +174,8 @@ def _definition_changes(kind: str, old: Entry, new: Entry) -> list[tuple[str, st
             found.append((NON_BREAKING, "params changed"))
     elif kind == "feature_group":
         if old.get("join_keys") != new.get("join_keys"):
-            found.append(
-                (BREAKING, f"join keys changed: {old.get('join_keys')} -> {new.get('join_keys')}")
-            )
+            keys = (", ".join(old.get("join_keys") or []), ", ".join(new.get("join_keys") or []))
+            found.append((BREAKING, f"join keys changed: {keys[0]} -> {keys[1]}"))
         if old.get("event_time_col") != new.get("event_time_col"):
             found.append(
                 (

@@ -31,6 +31,7 @@ class Plan:
     baseline_version: int
     changes: tuple[Change, ...]
     to_execute: tuple[str, ...]
+    baseline_fingerprints: Mapping[str, str] | None = None
 
     @property
     def added(self) -> list[str]:
@@ -55,6 +56,7 @@ class Plan:
             "to_execute": list(self.to_execute),
             "added": self.added,
             "removed": self.removed,
+            "baseline_fingerprints": dict(self.baseline_fingerprints or {}),
         }
 
     @classmethod
@@ -73,6 +75,7 @@ class Plan:
             baseline_version=int(document.get("baseline_version", 0)),
             changes=changes,
             to_execute=tuple(document["to_execute"]),
+            baseline_fingerprints=dict(document.get("baseline_fingerprints") or {}),
         )
 
 
@@ -127,6 +130,7 @@ def build(
         baseline_version=baseline_state.version,
         changes=tuple(changes),
         to_execute=to_execute,
+        baseline_fingerprints={n: p.fingerprint for n, p in baseline_state.pointers.items()},
     )
     return plan, manifest
 

@@ -245,6 +245,18 @@ def _read_config(root: Path, problems: list[Problem], warnings: list[str]) -> di
             )
         )
         config["ttl"] = None
+    external = config.get("allow_external_paths")
+    if external is not None and not isinstance(external, bool):
+        # NOTE: `no` stays the text "no" (see yaml_io), which bool() would read as true.
+        problems.append(
+            Problem(
+                PROJECT_FILE,
+                "allow_external_paths",
+                f"expected true or false, found {external!r}",
+                "write `allow_external_paths: true` or `allow_external_paths: false`",
+            )
+        )
+        config["allow_external_paths"] = False
     unknown = sorted(str(k) for k in config if k not in _KNOWN_KEYS | _IGNORED_KEYS)
     if unknown:
         warnings.append(f"{PROJECT_FILE}: unknown key(s) ignored: {', '.join(unknown)}")

@@ -38,6 +38,13 @@ def run_header(console: Console, project: Project, options: RunOptions) -> None:
     console.line()
 
 
+def apply_header(console: Console, plan: Plan, run_plan: RunPlan) -> None:
+    console.line(f"Applying environment: {plan.environment}")
+    console.line(f"  Plan created: {plan.created_at}")
+    console.line(f"  Nodes to execute: {len(run_plan.to_run)}")
+    console.line()
+
+
 def show_plan(console: Console, project: Project, plan: RunPlan, parallel: bool) -> None:
     """The layers, each node with its inputs, and what a run would do."""
     console.heading(f"Execution Plan ({'Parallel' if parallel else 'Sequential'}):")

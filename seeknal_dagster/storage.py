@@ -279,10 +279,17 @@ class Store:
         os.symlink(target, tmp)
         os.replace(tmp, link)
 
-    def relink_all(self, env: str) -> None:
-        """Brings every cache link of `env` in line with its pointer file."""
-        for node_id, pointer in self.read_state(env).pointers.items():
+    def relink_all(self, env: str, prune: bool = False) -> None:
+        """Brings every cache link of `env` in line with its pointer file (and, with `prune`,
+        removes links of nodes the pointer file no longer has)."""
+        pointers = self.read_state(env).pointers
+        for node_id, pointer in pointers.items():
             self.link(env, node_id, pointer)
+        if not prune:
+            return
+        for link in (self.env_dir(env) / "cache").glob("*/*.parquet"):
+            if f"{link.parent.name}.{link.stem}" not in pointers:
+                link.unlink(missing_ok=True)
 
     # --- locks -------------------------------------------------------------------------------
 
