@@ -237,6 +237,9 @@ def _run(
 
     started = time.perf_counter()
     console = obj.console
+    if max_workers is not None and not parallel:
+        raise SeeknalError("--max-workers limits parallel steps, but this run is sequential. "
+                           "Fix: add --parallel, or drop --max-workers")
     if env is not None:
         from seeknal_dagster.environments import check_new_name
 
