@@ -238,8 +238,10 @@ def _run(
     started = time.perf_counter()
     console = obj.console
     if max_workers is not None and not parallel:
-        raise SeeknalError("--max-workers limits parallel steps, but this run is sequential. "
-                           "Fix: add --parallel, or drop --max-workers")
+        raise SeeknalError(
+            "--max-workers limits parallel steps, but this run is sequential. "
+            "Fix: add --parallel, or drop --max-workers"
+        )
     if env is not None:
         from seeknal_dagster.environments import check_new_name
 
@@ -297,7 +299,8 @@ def _run(
 
             environments.seed(store, env, reused)
         if run_plan.to_run:
-            report = execute(project, run_plan, options)
+            report = execute(project, run_plan, options, progress=_progress_line(console))
+            console.clear_status()
         else:
             report = RunReport(options.env, {n: NodeResult(n, CACHED) for n in run_plan.cached})
             report.duration = time.perf_counter() - started
@@ -481,6 +484,17 @@ def env_gc(obj: _Context) -> None:
     for name in removed:
         obj.console.line(f"  - {name}")
     obj.console.document({"environments": removed, "snapshots": files, "bytes": freed})
+
+
+def _progress_line(console: Console) -> Callable[[int, int, list[str]], None] | None:
+    if not console.styled:
+        return None
+
+    def show(done: int, total: int, running: list[str]) -> None:
+        now = ", ".join(n.split(".", 1)[1] for n in running)
+        console.status(f"  {done}/{total} nodes done" + (f" · running: {now}" if now else ""))
+
+    return show
 
 
 def _failure_summary(report) -> str:  # noqa: ANN001

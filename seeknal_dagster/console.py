@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from typing import Any, TextIO
 
@@ -40,6 +41,17 @@ class Console:
             self._rich.print(text, style=style, markup=False)
             return
         self.stream.write(text + "\n")
+
+    def status(self, text: str) -> None:
+        """A transient one-line status on a terminal (nothing when piped or in JSON mode)."""
+        if self.styled:
+            self.stream.write("\r\x1b[2K" + text[: shutil.get_terminal_size().columns - 1])
+            self.stream.flush()
+
+    def clear_status(self) -> None:
+        if self.styled:
+            self.stream.write("\r\x1b[2K")
+            self.stream.flush()
 
     def heading(self, title: str) -> None:
         self.line(title, style="bold")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,20 +150,23 @@ def execute(
     plan: RunPlan,
     options: RunOptions,
     extra_tags: Mapping[str, str] | None = None,
+    progress: Callable[[int, int, list[str]], None] | None = None,
 ) -> RunReport:
     """Runs `plan.to_run` through Dagster and collects per-node results.
 
     Sequential runs use the in-process executor; `--parallel` uses the multiprocess executor with
     forkserver and preloaded modules, at most `max_workers` steps at once.
+
+    Args:
+        progress: called from a background thread while the run goes on with (steps done,
+            steps in total, nodes running now).
     """
     import dagster as dg
 
     from seeknal_dagster.dagster_defs import asset_key, ensure_instance, ensure_partition
 
     workers = default_workers(project, options.max_workers)
-    widest = max(
-        (len([n for n in layer if n in plan.to_run]) for layer in project.graph.layers), default=1
-    )
+    widest = max((len([n for n in layer if n in plan.to_run]) for layer in plan.layers), default=1)
     if options.parallel:
         threads = step_threads(workers, widest)
         executor = {
@@ -186,11 +191,16 @@ def execute(
     tags = {
         "dagster/partition": options.env,
         "seeknal/environment": options.env,
+        "seeknal/invocation": secrets.token_hex(8),
         **(extra_tags or {}),
     }
     verbose = logger.isEnabledFor(logging.DEBUG)
+    watcher = _Watcher(instance, tags["seeknal/invocation"], len(plan.to_run), progress)
     with (
-        contextlib.nullcontext() if verbose else _stderr_to(project.target / "logs" / "dagster.log")
+        contextlib.nullcontext()
+        if verbose
+        else _stderr_to(project.target / "logs" / "dagster.log"),
+        watcher,
     ):
         result = dg.execute_job(
             job,
@@ -219,7 +229,7 @@ def _stderr_to(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(path, "ab") as log:
+    with open(path, "wb") as log:
         os.dup2(log.fileno(), 2)
         try:
             yield
@@ -227,6 +237,76 @@ def _stderr_to(path: Path) -> Iterator[None]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+
+
+class _Watcher:
+    """Follows a run's step events from a background thread and reports progress."""
+
+    def __init__(
+        self,
+        instance,  # noqa: ANN001 - a DagsterInstance
+        invocation: str,
+        total: int,
+        callback: Callable[[int, int, list[str]], None] | None,
+    ):
+        self.instance = instance
+        self.invocation = invocation
+        self.total = total
+        self.callback = callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> _Watcher:
+        if self.callback is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+
+    def _follow(self) -> None:
+        from dagster import DagsterEventType, RunsFilter
+
+        from seeknal_dagster.dagster_defs import node_id_of
+
+        run_id, cursor = None, None
+        running: dict[str, str] = {}
+        done = 0
+        wanted = {
+            DagsterEventType.STEP_START,
+            DagsterEventType.STEP_SUCCESS,
+            DagsterEventType.STEP_FAILURE,
+            DagsterEventType.ASSET_MATERIALIZATION,
+        }
+        while not self._stop.wait(0.3):
+            try:
+                if run_id is None:
+                    found = self.instance.get_run_records(
+                        RunsFilter(tags={"seeknal/invocation": self.invocation}), limit=1
+                    )
+                    if not found:
+                        continue
+                    run_id = found[0].dagster_run.run_id
+                connection = self.instance.get_records_for_run(run_id, cursor=cursor)
+                cursor = connection.cursor
+                for record in connection.records:
+                    event = record.event_log_entry.dagster_event
+                    if event is None or event.event_type not in wanted:
+                        continue
+                    if event.event_type == DagsterEventType.STEP_START:
+                        running[event.step_key] = event.step_key.replace("__", ".")
+                    elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                        key = event.event_specific_data.materialization.asset_key
+                        running[event.step_key] = node_id_of(key)
+                    else:
+                        running.pop(event.step_key, None)
+                        done += 1
+                self.callback(min(done, self.total), self.total, sorted(set(running.values())))
+            except Exception:  # progress is cosmetic; never let it break a run
+                logger.debug("progress watcher failed", exc_info=True)
+                return
 
 
 def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noqa: ANN001
