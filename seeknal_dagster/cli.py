@@ -6,6 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,31 @@ from seeknal_dagster.errors import SeeknalError
 
 
 class _Context:
-    def __init__(self, project_dir: Path | None, fmt: str, verbose: bool):
+    def __init__(
+        self,
+        project_dir: Path | None,
+        fmt: str,
+        verbose: bool,
+        params: dict[str, str] | None = None,
+        run_date: date | None = None,
+    ):
         self.project_dir = project_dir
         self.console = Console(fmt)
         self.verbose = verbose
+        self.params = params or {}
+        self.run_date = run_date
 
     def load(self):  # noqa: ANN201 - returns Project; kept lazy
+        from seeknal_dagster import templating
         from seeknal_dagster.project import find_project_root, load_project
 
-        project = load_project(find_project_root(explicit=self.project_dir))
+        today = date.today()
+        run_date = self.run_date or today
+        # Dagster's step processes load the project again; they read the same values from here.
+        templating.export_to_environment(self.params, run_date, today)
+        project = load_project(
+            find_project_root(explicit=self.project_dir), self.params, run_date, today
+        )
         for warning in project.warnings:
             self.console.warn(warning)
         return project
@@ -59,14 +76,45 @@ def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Show diagnostic logs.")
+@click.option(
+    "--params",
+    "params_json",
+    metavar="JSON",
+    default=None,
+    help="Values of {{ name }} parameters, as a JSON object: '{\"min_amount\": 10}'.",
+)
+@click.option(
+    "--date",
+    "run_date",
+    metavar="YYYY-MM-DD",
+    default=None,
+    help="The run date, the value of {{ run_date }} (default: today).",
+)
 @click.pass_context
-def main(ctx: click.Context, project_dir: Path | None, fmt: str, verbose: bool) -> None:
+def main(
+    ctx: click.Context,
+    project_dir: Path | None,
+    fmt: str,
+    verbose: bool,
+    params_json: str | None,
+    run_date: str | None,
+) -> None:
     """Run Seeknal YAML feature pipelines as Dagster assets."""
+    from seeknal_dagster import templating
+
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    ctx.obj = _Context(project_dir, fmt, verbose)
+    try:
+        params = templating.parse_cli_params(params_json) if params_json is not None else {}
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--params") from None
+    try:
+        day = templating.parse_run_date(run_date) if run_date is not None else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--date") from None
+    ctx.obj = _Context(project_dir, fmt, verbose, params, day)
 
 
 def _parse(obj: _Context, write: bool) -> None:
@@ -114,7 +162,7 @@ def _plan(obj: _Context, env: str | None) -> None:
     from seeknal_dagster import plan as planning
     from seeknal_dagster import render
     from seeknal_dagster.manifest import fingerprints
-    from seeknal_dagster.storage import PROD, Store, validate_env_name
+    from seeknal_dagster.storage import PROD, SCHEMA_VERSION, Store, validate_env_name
 
     if env is not None:
         validate_env_name(env)
@@ -133,7 +181,7 @@ def _plan(obj: _Context, env: str | None) -> None:
             planning.save(store, the_plan, manifest, project.ttl_days)
     baseline_nodes = len(planning.baseline_manifest(baseline))
     render.plan_report(obj.console, the_plan, baseline_nodes, len(project.nodes), env is not None)
-    obj.console.document(the_plan.to_json())
+    obj.console.document({"schema_version": SCHEMA_VERSION, **the_plan.to_json()})
 
 
 @main.command()
@@ -232,7 +280,7 @@ def _run(
 ) -> None:
     from seeknal_dagster import render
     from seeknal_dagster.manifest import fingerprints
-    from seeknal_dagster.runner import CACHED, NodeResult, RunOptions, RunReport, plan_run
+    from seeknal_dagster.runner import CACHED, NodeResult, RunOptions, RunReport
     from seeknal_dagster.storage import PROD, Store
 
     started = time.perf_counter()
@@ -257,57 +305,50 @@ def _run(
     )
     store = Store(project.target)
     prints = fingerprints(project)
-    reused: dict = {}
-    saved = None
-    if env is None:
-        run_plan = plan_run(project, prints, store.read_state(PROD), store, options)
-    else:
-        from seeknal_dagster import environments
 
-        saved, run_plan, reused = environments.prepare_apply(project, store, prints, env, force)
-
-    if show_plan:
-        render.show_plan(console, project, run_plan, parallel)
+    if show_plan or dry_run:
+        run_plan, _, _ = _decide(project, store, prints, options, force)
+        if show_plan:
+            render.show_plan(console, project, run_plan, parallel)
+        else:
+            render.dry_run(console, project, run_plan)
         console.document(
             {"layers": run_plan.layers, "to_run": run_plan.to_run, "cached": run_plan.cached}
         )
         return
-    if dry_run:
-        render.dry_run(console, project, run_plan)
-        console.document({"to_run": run_plan.to_run, "cached": run_plan.cached})
-        return
 
-    if saved is not None:
-        render.apply_header(console, saved, run_plan)
-    else:
-        render.run_header(console, project, options)
-    if env is None and not run_plan.to_run:
-        report = RunReport(PROD, {n: NodeResult(n, CACHED) for n in run_plan.cached})
-        report.duration = time.perf_counter() - started
-        console.line("Nothing to do: every selected node is up to date.")
-        console.line()
-        render.summary(console, run_plan, report, options)
-        console.document(render.report_document(report))
-        return
-
+    from seeknal_dagster import environments
     from seeknal_dagster.runner import execute
 
     command = f"seeknal run --env {env}" if env else "seeknal run"
     with store.environment_lock(options.env, command):
-        if env is not None:
-            from seeknal_dagster import environments
-
-            environments.seed(store, env, reused)
+        # A promotion or rollback killed after its switch is finished here, before planning.
+        environments.finish_switch(project, store, options.env)
+        run_plan, saved, reused = _decide(project, store, prints, options, force)
+        if saved is not None:
+            render.apply_header(console, saved, run_plan)
+        else:
+            render.run_header(console, project, options)
+        if env is None and not run_plan.to_run:
+            report = RunReport(PROD, {n: NodeResult(n, CACHED) for n in run_plan.cached})
+            report.duration = time.perf_counter() - started
+            console.line("Nothing to do: every selected node is up to date.")
+            console.line()
+            render.summary(console, run_plan, report, options)
+            console.document(render.report_document(report))
+            return
+        if saved is not None:
+            environments.seed(store, options.env, reused)
         if run_plan.to_run:
             report = execute(project, run_plan, options, progress=_progress_line(console))
             console.clear_status()
         else:
             report = RunReport(options.env, {n: NodeResult(n, CACHED) for n in run_plan.cached})
             report.duration = time.perf_counter() - started
-        if env is not None and saved is not None:
-            environments.record_reused_in_dagster(project, env, reused)
+        if saved is not None:
+            environments.record_reused_in_dagster(project, options.env, reused)
             if not report.failed:
-                environments.mark_applied(store, env, saved)
+                environments.mark_applied(store, options.env, saved)
     render.run_report(console, project, run_plan, report, options)
     console.document(render.report_document(report))
     if report.failed:
@@ -486,6 +527,19 @@ def env_gc(obj: _Context) -> None:
     obj.console.document({"environments": removed, "snapshots": files, "bytes": freed})
 
 
+def _decide(project, store, prints, options, force: bool):  # noqa: ANN001, ANN202
+    """What the run executes: (run plan, the environment's saved plan or None, reused pointers)."""
+    from seeknal_dagster.runner import plan_run
+    from seeknal_dagster.storage import PROD
+
+    if options.env == PROD:
+        return plan_run(project, prints, store.read_state(PROD), store, options), None, {}
+    from seeknal_dagster import environments
+
+    saved, run_plan, reused = environments.prepare_apply(project, store, prints, options.env, force)
+    return run_plan, saved, reused
+
+
 def _progress_line(console: Console) -> Callable[[int, int, list[str]], None] | None:
     if not console.styled:
         return None
@@ -509,6 +563,70 @@ def _failure_summary(report) -> str:  # noqa: ANN001
     blocking = [c for c in report.checks if not c.passed and c.severity == "ERROR"]
     lines += [f"  check {c.rule} on {c.target} failed: {c.description}" for c in blocking]
     return "\n".join(lines)
+
+
+@main.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.pass_obj
+@_handles_errors
+def ui(obj: _Context, port: int, host: str) -> None:
+    """Open the project in the Dagster UI (`dagster dev`, daemon included); Ctrl-C stops it."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    from seeknal_dagster.dagster_defs import (
+        dagster_home,
+        ensure_instance,
+        ensure_partition,
+        workspace_file,
+    )
+    from seeknal_dagster.storage import PROD
+
+    project = obj.load()
+    with ensure_instance(project) as instance:
+        ensure_partition(instance, PROD)
+    env = {
+        **os.environ,
+        "SEEKNAL_PROJECT_DIR": str(project.root),
+        "DAGSTER_HOME": str(dagster_home(project)),
+    }
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace_file(project))]
+    command += ["-h", host, "-p", str(port)]
+    obj.console.line(f"Dagster UI for {project.name}: http://{host}:{port}")
+    obj.console.line("  Instance: " + env["DAGSTER_HOME"] + "  (Ctrl-C stops the UI)")
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)
+    # NOTE: a shell starting us in the background ignores SIGINT, and `dagster dev` would inherit
+    # that and ignore SIGTERM too (it maps one onto the other); Ctrl-C must stop both.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # NOTE: its own process group, so that stopping reaches the webserver, the daemon and the
+    # code servers `dagster dev` starts, and no process outlives the command.
+    process = subprocess.Popen(command, env=env, cwd=project.root, start_new_session=True)
+    try:
+        process.wait()
+    except KeyboardInterrupt:
+        obj.console.line("Stopping the Dagster UI ...")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            process.poll()
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 if __name__ == "__main__":

@@ -170,9 +170,15 @@ def _definition_changes(kind: str, old: Entry, new: Entry) -> list[tuple[str, st
             found.append(
                 (NON_BREAKING, f"source file path changed: {old.get('path')} -> {new.get('path')}")
             )
-        if old.get("options") != new.get("options"):
-            found.append((NON_BREAKING, "params changed"))
+        old_options, new_options = old.get("options") or {}, new.get("options") or {}
+        changed = sorted(
+            k for k in {*old_options, *new_options} if old_options.get(k) != new_options.get(k)
+        )
+        if changed:
+            found.append((NON_BREAKING, f"params changed: {', '.join(changed)}"))
     elif kind == "feature_group":
+        if "entity" in old and "entity" in new and old["entity"] != new["entity"]:
+            found.append((BREAKING, f"entity changed: {old['entity']} -> {new['entity']}"))
         if old.get("join_keys") != new.get("join_keys"):
             keys = (", ".join(old.get("join_keys") or []), ", ".join(new.get("join_keys") or []))
             found.append((BREAKING, f"join keys changed: {keys[0]} -> {keys[1]}"))
@@ -180,8 +186,8 @@ def _definition_changes(kind: str, old: Entry, new: Entry) -> list[tuple[str, st
             found.append(
                 (
                     BREAKING,
-                    f"event time column changed: {old.get('event_time_col')} -> "
-                    f"{new.get('event_time_col')}",
+                    f"event time column changed: {old.get('event_time_col') or '(none)'} -> "
+                    f"{new.get('event_time_col') or '(none)'}",
                 )
             )
         for section in ("offline", "online"):
@@ -203,28 +209,29 @@ def _feature_names(entry: Entry) -> set[str]:
     return {str(feature[0]) for feature in features}
 
 
+def _column_map(entry: Entry) -> dict[str, str | None]:
+    return {str(c[0]): c[1] for c in entry.get("columns") or []}
+
+
+def _type_name(type_name: str | None) -> str:
+    return type_name.lower() if type_name else "not inferred"
+
+
 def _column_changes(old: Entry, new: Entry, detect_rename: bool) -> list[tuple[str, str]]:
-    old_columns, new_columns = old.get("columns"), new.get("columns")
-    if old_columns is None or new_columns is None:
-        if old_columns != new_columns and new.get("kind") != "rule":
+    """(category, reason) for every difference of two nodes' output columns."""
+    if old.get("columns") is None or new.get("columns") is None:
+        if old.get("columns") != new.get("columns") and new.get("kind") != "rule":
             return [
                 (NON_BREAKING, "output columns could not be derived, so column changes are unknown")
             ]
         return []
-    old_map = {str(c[0]): c[1] for c in old_columns}
-    new_map = {str(c[0]): c[1] for c in new_columns}
+    old_map, new_map = _column_map(old), _column_map(new)
     old_features, new_features = _feature_names(old), _feature_names(new)
-    found: list[tuple[str, str]] = []
     removed = [c for c in old_map if c not in new_map]
     added = [c for c in new_map if c not in old_map]
-    if (
-        detect_rename
-        and len(removed) == 1
-        and len(added) == 1
-        and old_map[removed[0]] == new_map[added[0]]
-        and removed[0] not in old_features
-        and added[0] not in new_features
-    ):
+
+    found: list[tuple[str, str]] = []
+    if detect_rename and _renamed(old_map, new_map, removed, added, old_features | new_features):
         found.append((BREAKING, f"column renamed: {removed[0]} -> {added[0]}"))
         removed, added = [], []
     for column in removed:
@@ -232,25 +239,86 @@ def _column_changes(old: Entry, new: Entry, detect_rename: bool) -> list[tuple[s
         found.append((BREAKING, f"removed {noun}: {column}"))
     for column in added:
         noun = "feature" if column in new_features else "column"
-        found.append((NON_BREAKING, f"new {noun}: {column}"))
+        unknown = "" if new_map[column] else " (its type cannot be inferred)"
+        found.append((NON_BREAKING, f"new {noun}: {column}{unknown}"))
     for column, old_type in old_map.items():
-        new_type = new_map.get(column)
-        if column not in new_map or old_type == new_type:
+        new_type = new_map.get(column, old_type)
+        if old_type == new_type:
             continue
-        if old_type is None or new_type is None:
+        if old_type and new_type:
+            reason = (
+                f"column type changed: {column} {_type_name(old_type)} -> {_type_name(new_type)}"
+            )
+            found.append((BREAKING, reason))
+        elif old_type:
             found.append(
                 (
                     NON_BREAKING,
-                    f"type of {column} could not be inferred "
-                    f"({old_type or 'unknown'} -> {new_type or 'unknown'})",
+                    f"type of {column} cannot be inferred any more (was {_type_name(old_type)})",
                 )
             )
         else:
             found.append(
                 (
-                    BREAKING,
-                    f"column type changed: {column} {old_type.lower()} -> {new_type.lower()}",
+                    NON_BREAKING,
+                    f"type of {column} was not inferred before (now {_type_name(new_type)})",
                 )
+            )
+    kept_old = [c for c in old_map if c in new_map]
+    kept_new = [c for c in new_map if c in old_map]
+    if kept_old != kept_new:
+        found.append((NON_BREAKING, "column order changed"))
+    if new.get("kind") == "source":
+        found += _declaration_changes(old, new)
+    return found
+
+
+def _renamed(
+    old_map: Mapping[str, str | None],
+    new_map: Mapping[str, str | None],
+    removed: list[str],
+    added: list[str],
+    features: set[str],
+) -> bool:
+    """Whether one column took another's place: same position, same known type, one each way.
+
+    NOTE: this reads the columns, not the SQL, so replacing `a` with another column of the
+    same type at the same place is also called a rename; the category (BREAKING) is the same.
+    """
+    if len(removed) != 1 or len(added) != 1 or {*removed, *added} & features:
+        return False
+    old_type, new_type = old_map[removed[0]], new_map[added[0]]
+    same_place = list(old_map).index(removed[0]) == list(new_map).index(added[0])
+    return same_place and old_type is not None and old_type == new_type
+
+
+def _declaration_changes(old: Entry, new: Entry) -> list[tuple[str, str]]:
+    """A source's declared columns that changed without changing its output columns."""
+    old_declared = {str(c[0]): c[1] for c in old.get("definition", {}).get("columns") or []}
+    new_declared = {str(c[0]): c[1] for c in new.get("definition", {}).get("columns") or []}
+    old_map, new_map = _column_map(old), _column_map(new)
+    found: list[tuple[str, str]] = []
+    for column in old_declared:
+        if (
+            column not in new_declared
+            and column in new_map
+            and old_map.get(column) == new_map[column]
+        ):
+            found.append(
+                (
+                    NON_BREAKING,
+                    f"column {column} is no longer declared; the file still has it and its type "
+                    "is now detected",
+                )
+            )
+    for column, type_name in new_declared.items():
+        if (
+            column not in old_declared
+            and column in old_map
+            and old_map[column] == new_map.get(column)
+        ):
+            found.append(
+                (NON_BREAKING, f"column {column} is now declared as {_type_name(type_name)}")
             )
     return found
 
@@ -287,10 +355,8 @@ def _add_dependents(
 
 
 def _impact(node_id: str, old: Entry, current: Mapping[str, Entry]) -> tuple[str, ...]:
-    """For a BREAKING node: which direct consumers read a removed or retyped column."""
-    new = current[node_id]
-    old_map = {str(c[0]): c[1] for c in old.get("columns") or []}
-    new_map = {str(c[0]): c[1] for c in new.get("columns") or []}
+    """For a BREAKING node: what each direct consumer does with a removed or retyped column."""
+    old_map, new_map = _column_map(old), _column_map(current[node_id])
     removed = {c for c in old_map if c not in new_map}
     retyped = {
         c
@@ -299,54 +365,90 @@ def _impact(node_id: str, old: Entry, current: Mapping[str, Entry]) -> tuple[str
     }
     if not removed and not retyped:
         return ()
+
     lines: list[str] = []
     for consumer, entry in current.items():
         if node_id not in entry.get("inputs", []):
             continue
-        found = _columns_read(entry, node_id, old, current)
-        if found is None:
+        use = _use_of(entry, node_id, old, current)
+        if use is None:
             lines.append(f"{consumer}: cannot tell which columns of {node_id} it reads; review it")
             continue
-        reads, passes_through = found
+        reads, fails = use
         for column in sorted(reads & removed):
-            if passes_through:
+            if fails:
                 lines.append(
-                    f"{consumer} passes {node_id}.{column} through, which was removed: "
-                    "its output loses that column"
+                    f"{consumer} reads {node_id}.{column}, which was removed: it will fail"
                 )
             else:
                 lines.append(
-                    f"{consumer} reads {node_id}.{column}, which was removed: it will fail"
+                    f"{consumer} passes {node_id}.{column} through, which was removed: its "
+                    "output loses that column"
                 )
         for column in sorted(reads & retyped):
             lines.append(
                 f"{consumer} reads {node_id}.{column}, whose type changed "
-                f"({old_map[column]} -> {new_map[column]}): check it"
+                f"({_type_name(old_map[column])} -> {_type_name(new_map[column])}): check it"
             )
         if not reads & (removed | retyped):
             lines.append(f"{consumer} does not read the changed columns of {node_id}")
     return tuple(lines)
 
 
-def _columns_read(
+def _use_of(
     consumer: Entry, node_id: str, old: Entry, current: Mapping[str, Entry]
 ) -> tuple[set[str], bool] | None:
-    """The columns of `node_id` (as it was) that `consumer` uses, and whether it only passes
-    them through (no SQL); None when that cannot be told."""
-    old_columns = [(str(c[0]), c[1]) for c in old.get("columns") or []]
-    sql = consumer.get("sql")
-    if sql:
-        inputs = {
-            ref: [(str(c[0]), c[1]) for c in (current.get(ref, {}).get("columns") or [])]
-            for ref in consumer.get("inputs", [])
-        }
-        inputs[node_id] = old_columns
-        try:
-            return sqlmod.columns_read(sql, inputs).get(node_id, set()), False
-        except SeeknalError:
-            return None
+    """The columns of `node_id` (as it was) that `consumer` uses, and whether the consumer fails
+    now (it names a column that is gone) rather than passing columns through (`*`, no SQL).
+    None when that cannot be told."""
+    old_columns = _column_list(old)
+    new_entry = current[node_id]
+    new_columns = None if new_entry.get("columns") is None else _column_list(new_entry)
     definition = consumer.get("definition", {})
+    if consumer.get("sql"):
+        others = {ref: _column_list(current.get(ref, {})) for ref in consumer.get("inputs", [])}
+        return _sql_use(consumer["sql"], others, node_id, old_columns, new_columns)
+    if consumer.get("kind") == "rule":
+        checks = definition.get("checks") or []
+        named = {str(c) for check in checks for c in check.get("columns") or []}
+        fails = new_columns is None or bool(named - {name for name, _ in new_columns})
+        for check in checks:
+            if check.get("sql"):
+                use = _sql_use(check["sql"], {}, node_id, old_columns, new_columns)
+                if use is None:
+                    return None
+                named |= use[0]
+                fails = fails or use[1]
+        return named, fails
+    if consumer.get("kind") == "profile" and definition.get("columns") is not None:
+        selected = {str(c) for c in definition["columns"]}
+        return selected, new_columns is None or bool(selected - {n for n, _ in new_columns})
     if consumer.get("kind") == "feature_group" and definition.get("features") is not None:
-        keys = list(definition.get("join_keys") or []) + [definition.get("event_time_col")]
-        return {str(f[0]) for f in definition["features"]} | {k for k in keys if k}, False
-    return {name for name, _ in old_columns}, True
+        keys = [*(definition.get("join_keys") or []), definition.get("event_time_col")]
+        return {str(f[0]) for f in definition["features"]} | {k for k in keys if k}, True
+    return {name for name, _ in old_columns}, False
+
+
+def _column_list(entry: Entry) -> list[tuple[str, str | None]]:
+    return [(str(c[0]), c[1]) for c in entry.get("columns") or []]
+
+
+def _sql_use(
+    sql: str,
+    others: Mapping[str, list[tuple[str, str | None]]],
+    node_id: str,
+    old_columns: list[tuple[str, str | None]],
+    new_columns: list[tuple[str, str | None]] | None,
+) -> tuple[set[str], bool] | None:
+    """What SQL reads of `node_id` as it was, and whether it no longer analyses as it is now."""
+    try:
+        reads = sqlmod.columns_read(sql, {**others, node_id: old_columns}).get(node_id, set())
+    except SeeknalError:
+        return None
+    if new_columns is None:
+        return reads, True
+    try:
+        sqlmod.output_columns(sql, {**others, node_id: new_columns})
+    except SeeknalError:
+        return reads, True
+    return reads, False

@@ -67,8 +67,8 @@ def check_new_name(name: str) -> str:
     validate_env_name(name)
     if name == PROD:
         raise StateError(
-            "'prod' is production and cannot be planned or applied as an "
-            "environment. Fix: use another name, e.g. dev"
+            "'prod' is production, not an environment: it cannot be planned, applied or "
+            "deleted as one. Fix: use another name, e.g. dev"
         )
     return name
 
@@ -229,7 +229,13 @@ def promote(
             f"planned. Fix: run `seeknal plan {source}` and `seeknal run --env "
             f"{source}` again, or pass --force"
         )
-    if target == PROD and not force:
+    state = store.read_state(source)
+    previous = store.read_state(target)
+    # NOTE: a promotion killed after its switch left `target` already equal to `source`; that is
+    # not production moving, and switching again would record a rollback point equal to the
+    # state itself. Promoting again only finishes the exports and links.
+    switched = previous.pointers == state.pointers
+    if target == PROD and not force and not switched:
         moved = _production_moves(store, saved)
         if moved:
             raise PlanError(
@@ -238,7 +244,6 @@ def promote(
                 f"`seeknal run --env {source}` again, or pass --force"
             )
 
-    state = store.read_state(source)
     missing = [
         n
         for n in prints
@@ -251,10 +256,10 @@ def promote(
             f"{', '.join(missing[:5])}. Fix: run `seeknal run --env {source}`"
         )
 
-    previous = store.read_state(target)
-    new_state = EnvState(target, previous.version, previous.updated_at, dict(state.pointers))
-    checkpoint("promote:before_switch")
-    store.write_state(new_state, keep_history=True)
+    if not switched:
+        new_state = EnvState(target, previous.version, previous.updated_at, dict(state.pointers))
+        checkpoint("promote:before_switch")
+        store.write_state(new_state, keep_history=True)
     checkpoint("promote:after_switch")
     exported = sync_exports(project, store, target)
     checkpoint("promote:after_exports")
@@ -278,9 +283,9 @@ def rollback(project: Project, store: Store, env: str) -> int:
     """Restores the environment's previous pointer file; returns the version restored.
 
     Raises:
-        PlanError: there is nothing to roll back to.
+        PlanError: no such environment, or nothing to roll back to.
     """
-    validate_env_name(env)
+    require_existing(store, env)
     history = sorted(store.history_dir(env).glob("*.json"))
     if not history:
         raise PlanError(
@@ -298,19 +303,30 @@ def rollback(project: Project, store: Store, env: str) -> int:
         store.history_dir(env) / f"{current.version:08d}.rolledback.json", current.to_json()
     )
     history[-1].unlink()
-    sync_exports(project, store, env)
-    store.relink_all(env, prune=True)
+    finish_switch(project, store, env)
     return int(document.get("version", 0))
+
+
+def finish_switch(project: Project, store: Store, env: str) -> list[str]:
+    """Brings what derives from the environment's pointer file in line with it: the exported
+    files of its exposures, then its `cache/` links. Returns the exposures re-exported.
+
+    Idempotent and cheap when nothing is out of line, so a command that takes the environment's
+    writer lock can call it first to finish a promotion or rollback that was killed after its
+    switch.
+    """
+    exported = sync_exports(project, store, env)
+    store.relink_all(env, prune=True)
+    return exported
 
 
 def sync_exports(project: Project, store: Store, env: str) -> list[str]:
     """Re-exports every exposure whose exported file is not its current snapshot's export.
 
     Idempotent: a record of what was exported last lets an interrupted promotion finish on the
-    next command.
+    next command. The record keeps the exported file's identity too, because a run rewrites
+    the file without updating the record; a file that changed since is exported again.
     """
-    from seeknal_dagster import engine
-
     state = store.read_state(env)
     record_path = (
         store.env_dir(env) / "exports.json"
@@ -324,18 +340,37 @@ def sync_exports(project: Project, store: Store, env: str) -> list[str]:
         if not isinstance(spec, ExposureSpec):
             continue
         destination = store.export_path(env, spec.path, project.root)
-        if record.get(node_id) == pointer.snapshot and destination.exists():
+        if record.get(node_id) == _export_entry(pointer, destination):
             continue
-        con = engine.connect(threads=2)
-        try:
-            engine.export(con, store.target / pointer.snapshot, spec.format, destination)
-        finally:
-            con.close()
-        record[node_id] = pointer.snapshot
+        _export(store.target / pointer.snapshot, spec, destination)
+        record[node_id] = _export_entry(pointer, destination)
         done.append(node_id)
     if done:
         atomic_write_json(record_path, {"exports": record})
     return done
+
+
+def _export(snapshot: Path, spec: ExposureSpec, destination: Path) -> None:
+    from seeknal_dagster import engine
+
+    con = engine.connect(threads=2)
+    try:
+        engine.export(con, snapshot, spec.format, destination)
+    finally:
+        con.close()
+
+
+def _export_entry(pointer: Pointer, destination: Path) -> dict[str, Any] | None:
+    """What the export record holds for an exposure: its snapshot and the exported file's
+    identity (inode, size, modification time); None when the file does not exist."""
+    try:
+        info = destination.stat()
+    except FileNotFoundError:
+        return None
+    return {
+        "snapshot": pointer.snapshot,
+        "file": [info.st_ino, info.st_size, info.st_mtime_ns],
+    }
 
 
 def _copy_plan(store: Store, source: str, target: str) -> None:

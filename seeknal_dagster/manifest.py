@@ -21,6 +21,7 @@ from seeknal_dagster.specs import (
     ExposureSpec,
     FeatureGroupSpec,
     NodeSpec,
+    ProfileSpec,
     RuleSpec,
     SourceSpec,
     TransformSpec,
@@ -51,6 +52,7 @@ def _definition(spec: NodeSpec) -> dict[str, Any]:
         return {"sql": sqlmod.normalize(spec.query)}
     if isinstance(spec, FeatureGroupSpec):
         return {
+            "entity": spec.entity,
             "join_keys": list(spec.join_keys),
             "event_time_col": spec.event_time_col,
             "features": None
@@ -76,6 +78,9 @@ def _definition(spec: NodeSpec) -> dict[str, Any]:
                 entry["sql"] = sqlmod.normalize(check.sql)
             checks.append(entry)
         return {"checks": checks}
+    if isinstance(spec, ProfileSpec):
+        selected = spec.selected_columns
+        return {"columns": None if selected is None else list(selected)}
     raise TypeError(f"no definition for {type(spec).__name__}")
 
 
@@ -135,13 +140,22 @@ def fingerprints(project: Project, hashes: FileHashes | None = None) -> dict[str
         payload: dict[str, Any] = {
             "kind": spec.kind,
             "definition": definition(spec),
-            "inputs": sorted((ref, result[ref]) for ref in spec.inputs),
+            "inputs": _inputs_payload(spec, result),
         }
         if isinstance(spec, SourceSpec):
             payload["data"] = hashes.hash(project.resolve_path(spec.path))
         result[node_id] = _digest(payload)
     hashes.save()
     return result
+
+
+def _inputs_payload(spec: NodeSpec, done: Mapping[str, str]) -> list[tuple[str, str]]:
+    pairs = [(ref, done[ref]) for ref in spec.inputs]
+    # NOTE: without SQL, the first input of a feature group or exposure is the base of the
+    # join, so order changes the output; SQL names its inputs itself, so order does not count.
+    if isinstance(spec, (FeatureGroupSpec, ExposureSpec)) and not spec.sql:
+        return pairs
+    return sorted(pairs)
 
 
 def node_entry(

@@ -11,21 +11,28 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 
 from seeknal_dagster import sql as sqlmod
+from seeknal_dagster import templating
 from seeknal_dagster.errors import Problem, ProjectError
-from seeknal_dagster.graph import Graph
+from seeknal_dagster.graph import Graph, SelectionError
+from seeknal_dagster.graph import select as select_nodes
 from seeknal_dagster.specs import (
+    NAME_PATTERN,
     ExposureSpec,
     NodeSpec,
+    ProfileSpec,
     RuleSpec,
     SourceSpec,
     UnsupportedSpec,
     did_you_mean,
     parse_node,
+    parse_python_file,
 )
+from seeknal_dagster.storage import ENV_NAME_PATTERN
 from seeknal_dagster.yaml_io import YamlFileError, load_yaml_file
 
 logger = logging.getLogger(__name__)
@@ -117,8 +124,21 @@ def find_project_root(start: Path | None = None, explicit: Path | None = None) -
     )
 
 
-def load_project(root: Path) -> Project:
-    """Reads and validates the project at `root`.
+def load_project(
+    root: Path,
+    params: Mapping[str, str] | None = None,
+    run_date: date | None = None,
+    today: date | None = None,
+) -> Project:
+    """Reads and validates the project at `root`, resolving `{{ ... }}` parameters.
+
+    Args:
+        root: the project root.
+        params: `--params`, flattened (see `templating.parse_cli_params`).
+        run_date: `--date`, the value of `{{ run_date }}`.
+        today: the value of `{{ today }}` (default: the clock).
+        When all three are None, what the CLI exported to the environment is used, so that
+        Dagster's step processes see the same project as the command that started them.
 
     Raises:
         ProjectError: every problem of the project, each with file and key.
@@ -127,37 +147,31 @@ def load_project(root: Path) -> Project:
     problems: list[Problem] = []
     warnings: list[str] = []
     config = _read_config(root, problems, warnings)
+    if params is None and run_date is None and today is None:
+        params, run_date, today = templating.from_environment()
+    parameters = templating.load_parameters(root, problems, params, run_date, today)
 
     specs: dict[str, NodeSpec] = {}
     unsupported: list[UnsupportedSpec] = []
     first_file: dict[str, str] = {}
     for path in discover_node_files(root):
         label = path.relative_to(root).as_posix()
-        try:
-            data = load_yaml_file(path, label)
-        except YamlFileError as error:
-            problems.append(error.problem)
-            continue
-        spec, file_problems, file_warnings = parse_node(data, label)
-        problems.extend(file_problems)
-        warnings.extend(file_warnings)
-        if spec is None:
-            continue
-        if spec.id in first_file:
-            problems.append(
-                Problem(
-                    label,
-                    "name",
-                    f"duplicate node id {spec.id} (also in {first_file[spec.id]})",
-                    "rename one of the two nodes",
+        for spec in _read_node_file(path, label, parameters, problems, warnings):
+            if spec.id in first_file:
+                problems.append(
+                    Problem(
+                        label,
+                        "name",
+                        f"duplicate node id {spec.id} (also in {first_file[spec.id]})",
+                        "rename one of the two nodes",
+                    )
                 )
-            )
-            continue
-        first_file[spec.id] = label
-        if isinstance(spec, UnsupportedSpec):
-            unsupported.append(spec)
-        else:
-            specs[spec.id] = spec
+                continue
+            first_file[spec.id] = label
+            if isinstance(spec, UnsupportedSpec):
+                unsupported.append(spec)
+            else:
+                specs[spec.id] = spec
 
     allow_external = bool(config.get("allow_external_paths", False))
     _check_references(specs, unsupported, problems)
@@ -171,26 +185,67 @@ def load_project(root: Path) -> Project:
         unsupported=tuple(unsupported),
         warnings=tuple(warnings)
         + tuple(
-            f"{u.file}: not supported yet: {u.kind} node {u.id} (skipped)" for u in unsupported
+            f"{u.file}: not supported yet: {u.what} node {u.id} (skipped)" for u in unsupported
         ),
         ttl_days=float(config.get("ttl", 7) or 7),
         allow_external_paths=allow_external,
     )
     _check_cycles(project, problems)
+    _check_schedule_selections(project, config, problems)
     if problems:
         raise ProjectError(problems)
     return project
 
 
+def _read_node_file(
+    path: Path,
+    label: str,
+    parameters: templating.Parameters,
+    problems: list[Problem],
+    warnings: list[str],
+) -> list[NodeSpec]:
+    """The node(s) of one file: a YAML node with its parameters resolved, or a Python
+    pipeline's nodes (reported as not supported yet)."""
+    if path.suffix == ".py":
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            warnings.append(
+                f"{label}: not supported yet: Python pipeline file (unreadable: {error})"
+            )
+            return []
+        python_specs, python_warnings = parse_python_file(text, label)
+        warnings.extend(python_warnings)
+        return list(python_specs)
+
+    try:
+        data = load_yaml_file(path, label)
+    except YamlFileError as error:
+        problems.append(error.problem)
+        return []
+    data, template_problems = templating.resolve(data, label, parameters)
+    spec, file_problems, file_warnings = parse_node(data, label)
+    # NOTE: an unsupported node never runs, so its parameters need not resolve.
+    if not isinstance(spec, UnsupportedSpec):
+        problems.extend(template_problems)
+    problems.extend(file_problems)
+    warnings.extend(file_warnings)
+    return [spec] if spec is not None else []
+
+
 def discover_node_files(root: Path) -> list[Path]:
-    """Node files: YAML under `seeknal/` (not `seeknal/common/`), else the root's own YAML files."""
+    """Node files: YAML (and Python pipelines, `*.py`) under `seeknal/` except `seeknal/common/`,
+    else the root's own YAML files."""
     folder = root / "seeknal"
     if folder.is_dir():
         found = [
             p
-            for pattern in ("*.yml", "*.yaml")
+            for pattern in ("*.yml", "*.yaml", "*.py")
             for p in folder.rglob(pattern)
-            if "common" not in p.relative_to(folder).parts[:1] and p.is_file()
+            if "common" not in p.relative_to(folder).parts[:1]
+            and p.is_file()
+            and p.name != "__init__.py"
+            and "__pycache__" not in p.parts
         ]
     else:
         found = [
@@ -292,12 +347,177 @@ def _schedules(config: Mapping, problems: list[Problem]) -> tuple[Schedule, ...]
                 )
             )
             continue
-        select = entry.get("select") or ()
-        select = (select,) if isinstance(select, str) else tuple(str(s) for s in select)
+        problems.extend(_schedule_problems(key, entry, [s.name for s in result]))
         result.append(
-            Schedule(entry["name"], entry["cron"], select, str(entry.get("env") or "prod"))
+            Schedule(
+                entry["name"], entry["cron"], _select_terms(entry), str(entry.get("env") or "prod")
+            )
         )
     return tuple(result)
+
+
+def _select_terms(entry: Mapping) -> tuple[str, ...]:
+    select = entry.get("select") or ()
+    if isinstance(select, str):
+        return (select,)
+    if isinstance(select, list) and all(isinstance(term, str) for term in select):
+        return tuple(select)
+    return ()
+
+
+def _schedule_problems(key: str, entry: Mapping, earlier: list[str]) -> list[Problem]:
+    """What is wrong with one schedule on its own: keys, name, cron, select's form, env."""
+    found: list[Problem] = []
+    for unknown in sorted(str(k) for k in entry if k not in _SCHEDULE_KEYS):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.{unknown}",
+                f"unknown schedule key{did_you_mean(unknown, sorted(_SCHEDULE_KEYS))}",
+                f"use only {', '.join(sorted(_SCHEDULE_KEYS))}",
+            )
+        )
+    name = entry["name"]
+    if not NAME_PATTERN.match(name):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.name",
+                f"invalid schedule name {name!r}",
+                "use letters, digits and '_', not starting with a digit (e.g. nightly_refresh)",
+            )
+        )
+    elif name in earlier:
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.name",
+                f"duplicate schedule name {name!r}",
+                "give every schedule a name of its own",
+            )
+        )
+    cron_error = cron_problem(entry["cron"])
+    if cron_error:
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.cron",
+                f"invalid cron {entry['cron']!r}: {cron_error}",
+                "write five fields, minute hour day-of-month month day-of-week, e.g. "
+                "'0 2 * * *' (daily at 02:00 UTC), or @hourly, @daily, @weekly, @monthly",
+            )
+        )
+    select = entry.get("select")
+    if select is not None and not _select_terms(entry) and select not in ("", []):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.select",
+                f"expected a selection or a list of them, found {select!r}",
+                "write e.g. `select: [+txn_features, tag:training]`",
+            )
+        )
+    env = entry.get("env")
+    if env is not None and (not isinstance(env, str) or not ENV_NAME_PATTERN.match(env)):
+        found.append(
+            Problem(
+                PROJECT_FILE,
+                f"{key}.env",
+                f"invalid environment name {env!r}",
+                "use prod or 1-63 lower-case letters, digits, '-' or '_' (e.g. dev)",
+            )
+        )
+    return found
+
+
+_CRON_ALIASES = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+_CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("jan feb mar apr may jun jul aug sep oct nov dec").split()),
+    ("day of week", 0, 7, "sun mon tue wed thu fri sat".split()),
+)
+_CRON_ITEM = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+
+
+def cron_problem(cron: str) -> str | None:
+    """What makes `cron` an invalid schedule, or None when it is valid.
+
+    The grammar is the standard five fields (numbers, names of months and weekdays, `*`, `?`,
+    ranges, lists and steps) and the @-aliases: a subset of what Dagster accepts, checked without
+    importing Dagster, so that loading a project stays fast.
+    """
+    text = cron.strip()
+    if text.startswith("@"):
+        return None if text.lower() in _CRON_ALIASES else f"unknown alias {text}"
+    fields = text.split()
+    if len(fields) != 5:
+        return f"expected 5 fields, found {len(fields)}"
+    values: list[set[int]] = []
+    for field, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+        allowed: set[int] = set()
+        for item in field.split(","):
+            if item == "?" and label.startswith("day of"):
+                item = "*"
+            match = _CRON_ITEM.match(item)
+            if not match:
+                return f"cannot read {label} {item!r} (L, W and # are not supported)"
+            star, first, last, step = match.groups()
+            bounds = []
+            for part in (first, last):
+                if part is None:
+                    continue
+                number = _cron_value(part, low, names)
+                if number is None:
+                    return f"cannot read {label} {part!r} (L, W and # are not supported)"
+                if not low <= number <= high:
+                    return f"{label} {part!r} is not in {low}-{high}"
+                bounds.append(number)
+            if step is not None and int(step) == 0:
+                return f"{label} step 0 in {item!r}"
+            start, stop = (low, high) if star else (bounds[0], bounds[-1])
+            if start > stop:
+                return f"{label} range {item!r} runs backwards"
+            if step is not None and not star and last is None:
+                stop = high
+            allowed.update(range(start, stop + 1, int(step or 1)))
+        values.append(allowed)
+    if values[3] == {2} and values[2] <= {30, 31}:
+        return "February has no day 30 or 31, so it would never run"
+    return None
+
+
+def _cron_value(part: str, low: int, names: list[str]) -> int | None:
+    if part.isdigit():
+        return int(part)
+    lowered = part.lower()
+    # Month names count from 1 (jan), weekday names from 0 (sun).
+    return names.index(lowered) + low if lowered in names else None
+
+
+def _check_schedule_selections(project: Project, config: Mapping, problems: list[Problem]) -> None:
+    """Every term of every schedule's `select` must match a node."""
+    raw = config.get("schedules")
+    if not isinstance(raw, list):
+        return
+    tags = {node_id: spec.tags for node_id, spec in project.nodes.items()}
+    for index, entry in enumerate(raw):
+        if not isinstance(entry, Mapping):
+            continue
+        for term in _select_terms(entry):
+            try:
+                select_nodes(project.graph, [term], tags)
+            except SelectionError as error:
+                message = str(error).split(". Fix: ")[0].replace("--select ", "select term ", 1)
+                problems.append(
+                    Problem(
+                        PROJECT_FILE,
+                        f"schedules[{index}].select",
+                        message,
+                        "use a node name, kind.name, +name, name+, tag:x or kind:source",
+                    )
+                )
 
 
 def _check_references(
@@ -329,7 +549,7 @@ def _input_problem(
         return Problem(
             spec.file,
             key,
-            f"{spec.id} depends on {ref} ({other.file}), a {other.kind} node, which is not "
+            f"{spec.id} depends on {ref} ({other.file}), a {other.what} node, which is not "
             "supported yet",
             f"remove the input or replace {ref} with a supported node",
         )
@@ -350,6 +570,14 @@ def _input_problem(
         if isinstance(spec, RuleSpec):
             found = f"{spec.id} checks {ref}, but a rule cannot check another rule"
         return Problem(spec.file, key, found, f"read {checked} instead of {ref}")
+    if isinstance(spec, RuleSpec) and not isinstance(specs[ref], ProfileSpec):
+        if any(check.type == "profile_check" for check in spec.checks):
+            return Problem(
+                spec.file,
+                key,
+                f"a profile_check rule checks a profile, but {ref} is a {specs[ref].kind}",
+                f"add a `kind: profile` node with `inputs: [{{ref: {ref}}}]` and check that",
+            )
     return None
 
 
@@ -372,7 +600,7 @@ def _sql_problem(
         return Problem(
             spec.file,
             key,
-            f"the SQL reads {ref}, a {unsupported_ids[ref].kind} node, which is not supported yet",
+            f"the SQL reads {ref}, a {unsupported_ids[ref].what} node, which is not supported yet",
             f"read a supported node instead of {ref}",
         )
     if ref not in specs:

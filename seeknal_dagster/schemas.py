@@ -18,6 +18,7 @@ from seeknal_dagster.specs import (
     ExposureSpec,
     FeatureGroupSpec,
     NodeSpec,
+    ProfileSpec,
     RuleSpec,
     SourceSpec,
     TransformSpec,
@@ -75,6 +76,10 @@ def node_columns(project: Project, spec: NodeSpec, done: Mapping[str, Columns | 
         from seeknal_dagster.engine import source_columns
 
         return [(n, t) for n, t in source_columns(spec, project.resolve_path(spec.path))]
+    if isinstance(spec, ProfileSpec):
+        from seeknal_dagster.engine import PROFILE_COLUMNS
+
+        return [(name, type_name) for name, type_name in PROFILE_COLUMNS]
 
     inputs: dict[str, Columns] = {}
     for ref in spec.inputs:

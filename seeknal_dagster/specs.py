@@ -6,6 +6,7 @@ A spec holds only what the YAML says (normalised); relations between nodes are c
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -16,18 +17,82 @@ from typing import Any
 from seeknal_dagster.errors import Problem
 
 NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-SUPPORTED_KINDS = ("source", "transform", "feature_group", "exposure", "rule")
+SUPPORTED_KINDS = ("source", "transform", "feature_group", "exposure", "rule", "profile")
 UNSUPPORTED_KINDS = (
     "aggregation",
     "second_order_aggregation",
     "model",
-    "profile",
     "semantic_model",
     "metric",
 )
 SOURCE_FORMATS = ("csv", "parquet", "json", "jsonl")
+# Seeknal sources that read through a connection rather than a file: not supported yet.
+CONNECTION_SOURCES = (
+    "postgresql",
+    "postgres",
+    "mysql",
+    "sqlite",
+    "duckdb",
+    "iceberg",
+    "hive",
+    "delta",
+    "bigquery",
+    "snowflake",
+    "starrocks",
+    "redshift",
+    "mssql",
+    "oracle",
+    "clickhouse",
+    "kafka",
+)
 EXPORT_FORMATS = ("parquet", "csv", "json")
-RULE_TYPES = ("null", "range", "uniqueness", "accepted_values", "sql_assertion", "freshness")
+RULE_TYPES = (
+    "null",
+    "range",
+    "uniqueness",
+    "accepted_values",
+    "sql_assertion",
+    "freshness",
+    "profile_check",
+)
+# What `profile_check` compares: the profile's columns, and the spellings Seeknal also uses.
+PROFILE_METRICS = (
+    "row_count",
+    "null_count",
+    "null_percent",
+    "distinct_count",
+    "min",
+    "max",
+    "mean",
+    "p25",
+    "median",
+    "p75",
+)
+_METRIC_ALIASES = {
+    "avg": "mean",
+    "p50": "median",
+    "null_pct": "null_percent",
+    "null_percentage": "null_percent",
+    "unique_count": "distinct_count",
+    "percentile_25": "p25",
+    "percentile_75": "p75",
+}
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_COMPARISON = re.compile(rf"^\s*(>=|<=|!=|=|>|<)\s*({_NUMBER})\s*$")
+# Decorators of Seeknal's Python pipelines (`@transform(name=...)`) and the kinds they declare.
+PYTHON_NODE_DECORATORS = (
+    "source",
+    "transform",
+    "feature_group",
+    "second_order_aggregation",
+    "aggregation",
+    "model",
+    "exposure",
+    "rule",
+    "profile",
+    "semantic_model",
+    "metric",
+)
 
 _COMMON_KEYS = {"kind", "name", "description", "owner", "tags", "inputs", "depends_on"}
 _KIND_KEYS = {
@@ -36,6 +101,7 @@ _KIND_KEYS = {
     "feature_group": {"entity", "features", "materialization", "transform", "sql"},
     "exposure": {"type", "path", "format", "params", "transform", "sql"},
     "rule": {"rule"},
+    "profile": {"profile"},
 }
 
 # Seeknal's type names and the DuckDB type each one means.
@@ -192,6 +258,9 @@ class RuleCheck:
     sql: str | None = None
     max_age: str | None = None
     severity: str = "error"
+    metric: str | None = None
+    operator: str | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,8 +273,29 @@ class RuleSpec(NodeSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProfileSpec(NodeSpec):
+    """Column statistics of its one input; `selected_columns` None means every column."""
+
+    selected_columns: tuple[str, ...] | None = None
+
+    @property
+    def target(self) -> str:
+        return self.inputs[0]
+
+
+@dataclass(frozen=True, kw_only=True)
 class UnsupportedSpec(NodeSpec):
-    """A Seeknal kind this product does not run yet; reported once, never executed."""
+    """A Seeknal node this product does not run yet; reported once, never executed.
+
+    `what` names it in messages: the kind, or what else makes it unsupported (`postgresql
+    source`, `Python transform`).
+    """
+
+    label: str = ""
+
+    @property
+    def what(self) -> str:
+        return self.label or self.kind
 
 
 class _Collector:
@@ -214,6 +304,7 @@ class _Collector:
     def __init__(self, file: str):
         self.file = file
         self.problems: list[Problem] = []
+        self.warnings: list[str] = []
 
     def add(self, key: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(self.file, key, message, fix))
@@ -270,6 +361,12 @@ def parse_node(data: object, file: str) -> tuple[NodeSpec | None, list[Problem],
     common = _common_fields(data, out)
     if kind in UNSUPPORTED_KINDS:
         return UnsupportedSpec(kind=kind, name=name, file=file, **common), out.problems, warnings
+    connection = data.get("source") if kind == "source" else None
+    if isinstance(connection, str) and connection.lower() in CONNECTION_SOURCES:
+        spec = UnsupportedSpec(
+            kind=kind, name=name, file=file, label=f"{connection} source", **common
+        )
+        return spec, out.problems, warnings
 
     allowed = _COMMON_KEYS | _KIND_KEYS[kind]
     unknown = sorted(str(k) for k in data if k not in allowed)
@@ -279,7 +376,61 @@ def parse_node(data: object, file: str) -> tuple[NodeSpec | None, list[Problem],
     builder = _BUILDERS[kind]
     spec = builder(data, out, kind=kind, name=name, file=file, **common)
     problems = [_point_at_misspelt_key(p, unknown) for p in out.problems]
-    return (spec if not problems else None), problems, warnings
+    return (spec if not problems else None), problems, warnings + out.warnings
+
+
+def parse_python_file(text: str, file: str) -> tuple[list[UnsupportedSpec], list[str]]:
+    """The nodes a Seeknal Python pipeline file declares, found by reading it, never running it.
+
+    A node is a function decorated with `@transform(name=...)` (or `@source`, `@feature_group`,
+    ...); its name is the decorator's `name`, else the function's. Python pipelines are not
+    supported yet, so each node becomes an `UnsupportedSpec`.
+
+    Returns:
+        The nodes, and a warning when the file declares none that could be recognised.
+    """
+    try:
+        tree = ast.parse(text, filename=file)
+    except SyntaxError as error:
+        return [], [
+            f"{file}: not supported yet: Python pipeline file (skipped; it does not parse at "
+            f"line {error.lineno})"
+        ]
+    specs: list[UnsupportedSpec] = []
+    for function in ast.walk(tree):
+        if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for decorator in function.decorator_list:
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call is not None else decorator
+            kind = getattr(target, "id", None) or getattr(target, "attr", None)
+            if kind not in PYTHON_NODE_DECORATORS:
+                continue
+            arguments = {k.arg: k.value for k in call.keywords} if call is not None else {}
+            name = _constant_text(arguments.get("name")) or function.name
+            inputs = arguments.get("inputs")
+            refs = [_constant_text(e) for e in getattr(inputs, "elts", [])]
+            specs.append(
+                UnsupportedSpec(
+                    kind=kind,
+                    name=name,
+                    file=file,
+                    inputs=tuple(r for r in refs if r and r.count(".") == 1),
+                    label=f"Python {kind}",
+                )
+            )
+    if specs:
+        return specs, []
+    return [], [
+        f"{file}: not supported yet: Python pipeline file; no `@transform`/`@source`/... "
+        "node found in it (skipped)"
+    ]
+
+
+def _constant_text(node: ast.expr | None) -> str | None:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.strip():
+        return node.value.strip()
+    return None
 
 
 def _point_at_misspelt_key(problem: Problem, unknown: list[str]) -> Problem:
@@ -421,9 +572,9 @@ def _source(data: Mapping[str, Any], out: _Collector, **common: Any) -> SourceSp
     elif fmt not in SOURCE_FORMATS:
         out.add(
             "source",
-            f"not supported yet: source type {fmt!r}",
-            f"use one of {', '.join(SOURCE_FORMATS)} (connections to databases are not "
-            "supported yet)",
+            f"unknown source type {fmt!r}{did_you_mean(fmt, SOURCE_FORMATS)}",
+            f"use one of {', '.join(SOURCE_FORMATS)} for a file (a connection such as "
+            f"{', '.join(CONNECTION_SOURCES[:3])}, ... is reported as not supported yet)",
         )
     path = data.get("table", params.get("path"))
     if not isinstance(path, str) or not path.strip():
@@ -601,6 +752,9 @@ def _rule(data: Mapping[str, Any], out: _Collector, **common: Any) -> RuleSpec:
                 f"write `type:` ({', '.join(RULE_TYPES)})",
             )
             continue
+        if entry.get("type") == "profile_check":
+            checks.extend(_profile_checks(entry, key, out))
+            continue
         check = _rule_check(entry, key, out)
         if check:
             checks.append(check)
@@ -698,6 +852,100 @@ def _rule_check(entry: Mapping[str, Any], key: str, out: _Collector) -> RuleChec
     )
 
 
+def _profile_checks(entry: Mapping[str, Any], key: str, out: _Collector) -> list[RuleCheck]:
+    """A `profile_check` entry: one check per (metric, level), `warn` as warn, `fail` as error."""
+    params = entry.get("params") if isinstance(entry.get("params"), Mapping) else {}
+    raw = entry.get("checks", params.get("checks"))
+    if not isinstance(raw, list) or not raw:
+        out.add(
+            f"{key}.checks",
+            "a profile_check rule needs a list of checks",
+            'add `checks: [{metric: row_count, fail: "= 0"}]`',
+        )
+        return []
+    result: list[RuleCheck] = []
+    for index, item in enumerate(raw):
+        where = f"{key}.checks[{index}]"
+        if not isinstance(item, Mapping):
+            out.add(where, f"expected a mapping, found {item!r}", "write `- {metric: ..., ...}`")
+            continue
+        metric = item.get("metric")
+        metric = _METRIC_ALIASES.get(metric, metric) if isinstance(metric, str) else metric
+        if metric not in PROFILE_METRICS:
+            out.add(
+                f"{where}.metric",
+                f"unknown profile metric {metric!r}{did_you_mean(metric, PROFILE_METRICS)}",
+                f"use one of {', '.join(PROFILE_METRICS)}",
+            )
+            continue
+        column = item.get("column")
+        if column is not None and not isinstance(column, str):
+            out.add(f"{where}.column", f"expected a column name, found {column!r}", "quote it")
+            continue
+        if column is None and metric != "row_count":
+            out.add(
+                f"{where}.column",
+                f"the metric {metric} is per column",
+                "add `column:` naming the profiled column",
+            )
+            continue
+        levels = (("warn", "warn"), ("fail", "error"))
+        given = [(level, severity) for level, severity in levels if item.get(level) is not None]
+        if not given:
+            out.add(where, "a check needs `warn:` and/or `fail:`", 'add `fail: "> 10"`')
+        for level, severity in given:
+            comparison = _COMPARISON.match(item[level]) if isinstance(item[level], str) else None
+            if comparison is None:
+                out.add(
+                    f"{where}.{level}",
+                    f"expected a comparison with a number such as '> 50', found {item[level]!r}",
+                    f'write one of >, >=, <, <=, =, != and a number, quoted: `{level}: "> 50"`',
+                )
+                continue
+            result.append(
+                RuleCheck(
+                    type="profile_check",
+                    columns=(column,) if column else (),
+                    severity=severity,
+                    metric=metric,
+                    operator=comparison.group(1),
+                    threshold=float(comparison.group(2)),
+                )
+            )
+    return result
+
+
+def _profile(data: Mapping[str, Any], out: _Collector, **common: Any) -> ProfileSpec:
+    section = data.get("profile") or {}
+    if not isinstance(section, Mapping):
+        out.add("profile", "expected a mapping", "write `profile: {columns: [a, b]}`")
+        section = {}
+    columns = section.get("columns")
+    if columns is not None and (
+        not isinstance(columns, list) or not all(isinstance(c, str) and c for c in columns)
+    ):
+        out.add(
+            "profile.columns",
+            f"expected a list of column names, found {columns!r}",
+            "write `columns: [price, quantity]`, or remove it to profile every column",
+        )
+        columns = None
+    ignored = sorted(str(k) for k in section if k != "columns")
+    if ignored:
+        out.warnings.append(
+            f"{out.file}: profile.{', profile.'.join(ignored)} ignored: a profile computes row "
+            "count, nulls, distinct count, min, max, mean and quartiles (top values are not "
+            "supported yet)"
+        )
+    if len(common["inputs"]) != 1:
+        out.add(
+            "inputs",
+            f"a profile describes exactly one node, found {len(common['inputs'])} inputs",
+            "list the profiled node as the only input: `inputs: [{ref: source.x}]`",
+        )
+    return ProfileSpec(selected_columns=tuple(columns) if columns else None, **common)
+
+
 def did_you_mean(value: object, choices: tuple[str, ...] | list[str]) -> str:
     """` (did you mean 'x'?)` naming the choice closest to `value`, or "" when none is close."""
     if not isinstance(value, str):
@@ -712,4 +960,5 @@ _BUILDERS = {
     "feature_group": _feature_group,
     "exposure": _exposure,
     "rule": _rule,
+    "profile": _profile,
 }

@@ -911,6 +911,22 @@ def _annotate_arithmetic(annotator: TypeAnnotator, node: exp.Binary) -> exp.Expr
     return node
 
 
+def _annotate_division(annotator: TypeAnnotator, node: exp.Binary) -> exp.Expr:
+    """DuckDB's `/` gives DOUBLE (FLOAT when a FLOAT meets an integer or FLOAT); `//` keeps
+    integers integral and gives DOUBLE otherwise."""
+    left = node.left.type.this if node.left.type else exp.DType.UNKNOWN
+    right = node.right.type.this if node.right.type else exp.DType.UNKNOWN
+    numeric = _INTEGERS | _FLOATS | {exp.DType.DECIMAL}
+    if left not in numeric or right not in numeric:
+        return annotator._set_type(node, exp.DType.UNKNOWN)
+    if isinstance(node, exp.IntDiv) and {left, right} <= _INTEGERS:
+        annotator._annotate_binary(node)
+        return node
+    if exp.DType.FLOAT in (left, right) and {left, right} <= _INTEGERS | {exp.DType.FLOAT}:
+        return annotator._set_type(node, exp.DType.FLOAT)
+    return annotator._set_type(node, exp.DType.DOUBLE)
+
+
 def _annotate_number(annotator: TypeAnnotator, node: exp.Literal) -> exp.Expr:
     """DuckDB types `1.5` as DECIMAL(2,1) (digits, digits after the point), `1e3` as DOUBLE."""
     text = node.this
@@ -984,6 +1000,8 @@ _DUCKDB_TYPES = {
     exp.Sub: {"annotator": _annotate_arithmetic},
     exp.Mul: {"annotator": _annotate_arithmetic},
     exp.Mod: {"annotator": _annotate_arithmetic},
+    exp.Div: {"annotator": _annotate_division},
+    exp.IntDiv: {"annotator": _annotate_division},
     exp.Literal: {"annotator": _annotate_number},
     exp.UnixToTime: {"annotator": _annotate_epoch},
     exp.Round: {"annotator": _annotate_decimal_unknown},

@@ -9,10 +9,12 @@ data. `cache/<kind>/<name>.parquet` links are derived views of the pointers for 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -20,30 +22,81 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from seeknal_dagster.errors import StateError
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 PROD = "prod"
 ENV_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Snapshots whose checksum was verified in this process: (path, size, mtime_ns, checksum).
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+
+
+class TargetWriteError(StateError, OSError):
+    """Writing under target/ failed (disk full, no permission, a file where a folder belongs).
+
+    NOTE: also an OSError, so code that tolerates a failed write (a cache that is only a cache)
+    keeps tolerating it, while the CLI reports it as one clear message.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else super().__str__()
 
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def write_failure(path: Path, error: OSError, doing: str = "write") -> TargetWriteError:
+    """The clear error for a failed write of `path`: the path, the OS's reason and a remedy."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free disk space (or raise the quota), then run the command again"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make target/ writable for this user, then run the command again"
+    elif _blocking_file(path) is not None:
+        blocking = _blocking_file(path)
+        error = OSError(error.errno, f"{blocking} is a file, not a folder")
+        fix = f"move {blocking} away (seeknal needs a folder there), then run the command again"
+    else:
+        fix = "check that target/ is a writable folder, then run the command again"
+    reason = error.strerror or str(error)
+    failure = TargetWriteError(f"cannot {doing} {path}: {reason}. Fix: {fix}")
+    failure.errno, failure.strerror, failure.filename = error.errno, reason, str(path)
+    return failure
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The nearest folder on `path`'s way that exists as something other than a folder."""
+    for folder in reversed(path.parents):
+        if folder.exists() and not folder.is_dir():
+            return folder
+    return None
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Writes `data` to `path` so that a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes `data` to `path` so that a reader sees the old file or the new one, never a part.
+
+    Raises:
+        TargetWriteError: the write failed; the old file, if any, is unchanged.
+    """
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(error, TargetWriteError):
+            raise
+        raise write_failure(path, error) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -67,29 +120,54 @@ def read_json(path: Path, what: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as error:
+        blocking = _blocking_file(path)
+        reason = f"{blocking} is a file, not a folder" if blocking else error.strerror
         raise StateError(
-            f"cannot read {what} {path}: {error.strerror}. Fix: check the permissions of target/"
+            f"cannot read {what} {path}: {reason}. Fix: make sure target/ is a folder this "
+            "user can read and write"
         ) from None
     try:
         document = json.loads(raw)
     except ValueError:
-        raise StateError(
-            f"{what} {path} is corrupt (not valid JSON). Fix: delete it and run "
-            "`seeknal run --full` to rebuild production's state"
-        ) from None
+        raise _corrupt(path, what, "not valid JSON") from None
     if not isinstance(document, dict):
-        raise StateError(
-            f"{what} {path} is corrupt (not a JSON object). Fix: delete it and run "
-            "`seeknal run --full`"
-        )
+        raise _corrupt(path, what, "not a JSON object")
     version = document.get("schema_version")
     if version != SCHEMA_VERSION:
         raise StateError(
             f"{what} {path} has schema_version {version!r}; this seeknal reads "
-            f"version {SCHEMA_VERSION}. Fix: use the seeknal version that wrote it, "
-            "or delete the file and run `seeknal run --full`"
+            f"version {SCHEMA_VERSION}. Fix: use the seeknal version that wrote it, or "
+            f"{recovery_advice(path)}"
         )
     return document
+
+
+class CorruptStateError(StateError):
+    """A state file under target/ cannot be parsed; the message says how to recover."""
+
+
+def _corrupt(path: Path, what: str, problem: str) -> CorruptStateError:
+    return CorruptStateError(f"{what} {path} is corrupt ({problem}). Fix: {recovery_advice(path)}")
+
+
+def recovery_advice(path: Path) -> str:
+    """How to recover from a damaged state file, by where it lives under target/."""
+    folder, grandparent = path.parent, path.parent.parent
+    if grandparent.name == "environments":
+        return (
+            f"run `seeknal env delete {folder.name}`, then `seeknal plan {folder.name}` to "
+            "create the environment again (production is not affected)"
+        )
+    if grandparent.name == "history":
+        return f"delete {path}; only that rollback point is lost"
+    if path.name == "manifest.json":
+        return f"delete {path}; `seeknal plan` writes it again"
+    if path.parent.name == "state":
+        return (
+            f"move the file away (e.g. `mv {path} {path}.damaged`), then run "
+            "`seeknal run --full` to rebuild production's outputs"
+        )
+    return f"delete {path} and run the command again"
 
 
 def file_checksum(path: Path) -> str:
@@ -108,9 +186,8 @@ def validate_env_name(name: str) -> str:
     """
     if not isinstance(name, str) or not ENV_NAME_PATTERN.match(name):
         raise StateError(
-            f"invalid environment name {name!r}: use 1-63 lower-case letters, "
-            "digits, '-' or '_', starting with a letter or digit (e.g. dev, "
-            "feature-x)"
+            f"invalid environment name {name!r}: a name is 1-63 lower-case letters, digits, "
+            "'-' or '_', starting with a letter or digit. Fix: use a name like dev or feature-x"
         )
     return name
 
@@ -128,6 +205,9 @@ class Pointer:
     built_at: str
     run_id: str = ""
     node: Mapping[str, Any] | None = None  # the node's manifest entry when it was built
+    # The snapshot's modification time when recorded: while it is unchanged the snapshot is
+    # trusted without re-reading it. None in pointer files written before it was recorded.
+    mtime_ns: int | None = None
 
     @property
     def derived_columns(self) -> list[tuple[str, str | None]]:
@@ -138,7 +218,7 @@ class Pointer:
         return [(name, type_name) for name, type_name in self.columns]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "fingerprint": self.fingerprint,
             "snapshot": self.snapshot,
             "rows": self.rows,
@@ -149,20 +229,34 @@ class Pointer:
             "run_id": self.run_id,
             "node": dict(self.node or {}),
         }
+        if self.mtime_ns is not None:
+            document["mtime_ns"] = self.mtime_ns
+        return document
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Pointer:
+        """Reads one pointer; raises KeyError, TypeError or ValueError when it is malformed."""
+        snapshot = data["snapshot"]
+        if not isinstance(snapshot, str) or not _inside_target(snapshot):
+            raise ValueError(f"snapshot {snapshot!r} is not a path inside target/")
+        mtime_ns = data.get("mtime_ns")
         return cls(
-            fingerprint=data["fingerprint"],
-            snapshot=data["snapshot"],
+            fingerprint=str(data["fingerprint"]),
+            snapshot=snapshot,
             rows=int(data["rows"]),
             bytes=int(data["bytes"]),
-            checksum=data["checksum"],
+            checksum=str(data["checksum"]),
             columns=tuple((str(n), str(t)) for n, t in data.get("columns", [])),
             built_at=data.get("built_at", ""),
             run_id=data.get("run_id", ""),
             node=data.get("node") or None,
+            mtime_ns=None if mtime_ns is None else int(mtime_ns),
         )
+
+
+def _inside_target(relative: str) -> bool:
+    path = PurePosixPath(relative)
+    return bool(relative) and not path.is_absolute() and ".." not in path.parts
 
 
 @dataclass
@@ -207,6 +301,9 @@ class Store:
             return self.target / "state" / "prod.json"
         return self.env_dir(env) / "state.json"
 
+    def lock_path(self, env: str, suffix: str = "lock") -> Path:
+        return self.target / "locks" / f"{validate_env_name(env)}.{suffix}"
+
     def cache_path(self, env: str, node_id: str) -> Path:
         kind, name = node_id.split(".", 1)
         return self.env_dir(env) / "cache" / kind / f"{name}.parquet"
@@ -216,27 +313,52 @@ class Store:
         if env == PROD:
             path = Path(relative)
             return path if path.is_absolute() else root / path
-        return self.env_dir(env) / "exports" / Path(relative.lstrip("/"))
+        # NOTE: `..` and root parts are dropped so an environment's export always stays under
+        # its own exports/ folder, whatever path the exposure names.
+        parts = [p for p in Path(relative).parts if p not in ("/", "..", ".")]
+        return self.env_dir(env).joinpath("exports", *parts)
 
     def history_dir(self, env: str) -> Path:
-        return self.target / "state" / "history" / env
+        return self.target / "state" / "history" / validate_env_name(env)
 
     # --- state -------------------------------------------------------------------------------
 
-    def read_state(self, env: str) -> EnvState:
-        """The environment's pointers; an empty state when it has never been written."""
+    def read_state(self, env: str, recover: bool = False) -> EnvState:
+        """The environment's pointers; an empty state when it has never been written.
+
+        Args:
+            env: the environment (`prod` for production).
+            recover: when the pointer file is damaged, move it aside (to
+                `<name>.damaged-<time>`) and start from an empty state, as `seeknal run --full`
+                does, instead of failing.
+
+        Raises:
+            StateError: the pointer file is unreadable, damaged (without `recover`) or of
+                another schema version.
+        """
         path = self.state_path(env)
+        try:
+            return self._parse_state(env, path)
+        except CorruptStateError:
+            if not recover:
+                raise
+        aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            os.replace(path, aside)
+        except OSError as error:
+            raise write_failure(aside, error, "move the damaged pointer file to") from None
+        logger.warning("damaged pointer file %s moved to %s; starting from empty", path, aside)
+        return EnvState(env)
+
+    def _parse_state(self, env: str, path: Path) -> EnvState:
         document = read_json(path, "pointer file")
         if document is None:
             return EnvState(env)
         try:
             pointers = {node: Pointer.from_json(p) for node, p in document["nodes"].items()}
             return EnvState(env, int(document["version"]), document.get("updated_at", ""), pointers)
-        except (KeyError, TypeError, ValueError) as error:
-            raise StateError(
-                f"pointer file {path} is corrupt (missing or bad field {error}). "
-                "Fix: delete it and run `seeknal run --full`"
-            ) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise _corrupt(path, "pointer file", f"missing or bad field {error}") from None
 
     def write_state(self, state: EnvState, keep_history: bool = False) -> None:
         """Replaces the environment's pointer file atomically, optionally keeping the old one."""
@@ -251,33 +373,103 @@ class Store:
         atomic_write_json(path, state.to_json())
 
     def record_outputs(self, env: str, pointers: Mapping[str, Pointer]) -> None:
-        """Points `env` at new outputs (read-modify-write under the state lock) and links them."""
+        """Points `env` at new outputs (read-modify-write under the state lock), then brings its
+        cache links in line with the pointer file.
+
+        NOTE: the pointer file changes first. A command killed before the links follow leaves
+        a link to an older snapshot (still a complete file), which the next recording repairs;
+        linking first would show data production never pointed at if the pointer write then
+        failed. Links change under the state lock so that concurrent steps never undo each
+        other's.
+        """
+        stamped = {node_id: self._stamped(pointer) for node_id, pointer in pointers.items()}
         with self.state_lock(env):
             state = self.read_state(env)
-            state.pointers.update(pointers)
+            state.pointers.update(stamped)
             self.write_state(state)
-        for node_id, pointer in pointers.items():
-            self.link(env, node_id, pointer)
+            self.repair_links(env, state)
+
+    def _stamped(self, pointer: Pointer) -> Pointer:
+        """The pointer with its snapshot's modification time, if it does not carry one yet."""
+        if pointer.mtime_ns is not None:
+            return pointer
+        try:
+            stat = (self.target / pointer.snapshot).stat()
+        except OSError:
+            return pointer
+        if stat.st_size != pointer.bytes:
+            return pointer
+        return dataclasses.replace(pointer, mtime_ns=stat.st_mtime_ns)
 
     def is_current(self, pointer: Pointer | None, fingerprint: str) -> bool:
-        """True when the pointer holds an intact output for `fingerprint`."""
+        """True when the pointer holds an intact output for `fingerprint`.
+
+        Intact: the snapshot has the recorded size and either its recorded modification time
+        (a stat, no read) or, when that changed or was never recorded, the recorded checksum.
+        A truncated or overwritten snapshot is therefore rebuilt, never read.
+        """
         if pointer is None or pointer.fingerprint != fingerprint:
             return False
+        path = self.target / pointer.snapshot
         try:
-            return (self.target / pointer.snapshot).stat().st_size == pointer.bytes
+            stat = path.stat()
         except OSError:
             return False
+        if stat.st_size != pointer.bytes:
+            return False
+        if pointer.mtime_ns is not None and stat.st_mtime_ns == pointer.mtime_ns:
+            return True
+        key = (str(path), stat.st_size, stat.st_mtime_ns, pointer.checksum)
+        if key in _VERIFIED:
+            return True
+        try:
+            intact = file_checksum(path) == pointer.checksum
+        except OSError:
+            return False
+        if intact:
+            _VERIFIED.add(key)
+        else:
+            logger.warning("snapshot %s does not match its checksum; it will be rebuilt", path)
+        return intact
 
     # --- links -------------------------------------------------------------------------------
 
     def link(self, env: str, node_id: str, pointer: Pointer) -> None:
-        """Makes `cache/<kind>/<name>.parquet` a relative link to the pointer's snapshot."""
+        """Makes `cache/<kind>/<name>.parquet` a relative link to the pointer's snapshot.
+
+        Raises:
+            TargetWriteError: the link cannot be written.
+        """
         link = self.cache_path(env, node_id)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(self.target / pointer.snapshot, link.parent)
+        target = self._link_target(link, pointer)
         tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        try:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise write_failure(link, error, "link") from None
+
+    def _link_target(self, link: Path, pointer: Pointer) -> str:
+        return os.path.relpath(self.target / pointer.snapshot, link.parent)
+
+    def repair_links(self, env: str, state: EnvState | None = None) -> int:
+        """Re-links every node whose cache link is missing or points elsewhere than its
+        pointer (one readlink per node, no data read). Returns how many were re-linked."""
+        pointers = (state or self.read_state(env)).pointers
+        repaired = 0
+        for node_id, pointer in pointers.items():
+            link = self.cache_path(env, node_id)
+            try:
+                if os.readlink(link) == self._link_target(link, pointer):
+                    continue
+            except OSError:
+                pass
+            self.link(env, node_id, pointer)
+            repaired += 1
+        return repaired
 
     def relink_all(self, env: str, prune: bool = False) -> None:
         """Brings every cache link of `env` in line with its pointer file (and, with `prune`,
@@ -300,9 +492,8 @@ class Store:
         Raises:
             StateError: another command holds the lock (the message names it).
         """
-        path = self.target / "locks" / f"{env}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+")
+        path = self.lock_path(env)
+        handle = _open_lock(path, "a+")
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -315,20 +506,26 @@ class Store:
                     f"environment '{env}' is busy: {holder} is writing it. Fix: "
                     "wait for that command to finish, then run this one again"
                 ) from None
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"`{command}` (pid {os.getpid()}, since {utc_now()})")
-            handle.flush()
-            yield
+            # The holder's description is for a refused command to quote; released, it goes.
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"`{command}` (pid {os.getpid()}, since {utc_now()})")
+                handle.flush()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    handle.seek(0)
+                    handle.truncate()
         finally:
             handle.close()
 
     @contextlib.contextmanager
     def state_lock(self, env: str) -> Iterator[None]:
         """Serialises read-modify-write of one pointer file (held for milliseconds)."""
-        path = self.target / "locks" / f"{env}.state.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as handle:
+        path = self.lock_path(env, "state.lock")
+        with _open_lock(path, "a") as handle:
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -343,3 +540,11 @@ class Store:
                         ) from None
                     time.sleep(0.01)
             yield
+
+
+def _open_lock(path: Path, mode: str):  # noqa: ANN202 - a text file handle
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, mode)
+    except OSError as error:
+        raise write_failure(path, error, "create the lock file") from None

@@ -502,11 +502,16 @@ def test_source_without_format(make_project, rejected) -> None:
     rejected(root, "seeknal/sources/orders.yml [source]", "missing", "add `source:` (csv")
 
 
-def test_source_format_not_supported(make_project, rejected) -> None:
+def test_source_format_not_supported_blocks_its_consumers(make_project, rejected) -> None:
     postgres = ORDERS.replace("source: csv", "source: postgres")
     root = make_project(shop({"seeknal/sources/orders.yml": postgres}))
 
-    rejected(root, "[source]", "not supported yet: source type 'postgres'", "use one of csv")
+    rejected(
+        root,
+        "seeknal/transforms/totals.yml [inputs]",
+        "transform.totals depends on source.orders",
+        "a postgres source node, which is not supported yet",
+    )
 
 
 def test_transform_without_sql(make_project, rejected) -> None:
