@@ -778,19 +778,38 @@ def _record_column(
         read.setdefault(node_id, set()).add(spelled)
 
 
-def _output_names(scope: Scope, spellings: dict[str, str], catalog: _Catalog) -> list[str]:
-    """Output column names as DuckDB spells them: aliases as written, columns as their source."""
+def _output_names(
+    scope: Scope,
+    spellings: dict[str, str],
+    catalog: _Catalog,
+    memo: dict[int, list[str]] | None = None,
+) -> list[str]:
+    """Output column names as DuckDB spells them: aliases as written, columns as their source.
+
+    `memo` holds each scope's names once computed: without it, every projection of a query
+    would recompute its source's names, exponentially in the depth of nested CTEs.
+    """
+    memo = {} if memo is None else memo
+    if id(scope) in memo:
+        return memo[id(scope)]
     branch = scope
     while branch.set_operation_scopes:
         branch = branch.set_operation_scopes[0]
     projections = branch.expression.selects
-    names = [_output_name(projection, branch, spellings, catalog) for projection in projections]
+    names = [
+        _output_name(projection, branch, spellings, catalog, memo) for projection in projections
+    ]
     written = scope.expression.meta.get(_WRITTEN_COLUMNS) or []
-    return [*written[: len(names)], *names[len(written) :]]
+    memo[id(scope)] = [*written[: len(names)], *names[len(written) :]]
+    return memo[id(scope)]
 
 
 def _output_name(
-    projection: exp.Expr, scope: Scope, spellings: dict[str, str], catalog: _Catalog
+    projection: exp.Expr,
+    scope: Scope,
+    spellings: dict[str, str],
+    catalog: _Catalog,
+    memo: dict[int, list[str]],
 ) -> str:
     alias = projection.args.get("alias") if isinstance(projection, exp.Alias) else None
     if alias is not None and _WRITTEN_NAME in alias.meta:
@@ -811,7 +830,7 @@ def _output_name(
             branch = source
             while branch.set_operation_scopes:
                 branch = branch.set_operation_scopes[0]
-            names = _output_names(source, spellings, catalog)
+            names = _output_names(source, spellings, catalog, memo)
             for candidate, name in zip(branch.expression.selects, names, strict=False):
                 if candidate.alias_or_name == inner.name:
                     return name
