@@ -322,9 +322,9 @@ def _run(
 
     command = f"seeknal run --env {env}" if env else "seeknal run"
     with store.environment_lock(options.env, command):
-        # A promotion or rollback killed after its switch is finished here, before planning.
-        environments.finish_switch(project, store, options.env)
         run_plan, saved, reused = _decide(project, store, prints, options, force)
+        # A promotion or rollback killed after its switch is finished here, before running.
+        environments.finish_switch(project, store, options.env)
         if saved is not None:
             render.apply_header(console, saved, run_plan)
         else:

@@ -317,10 +317,6 @@ def materialize_node(
             output = engine.execute_node(
                 con, spec, inputs, {r: project.nodes[r] for r in spec.inputs}, out_path, data_path
             )
-            if isinstance(spec, ExposureSpec):
-                engine.export(
-                    con, out_path, spec.format, store.export_path(env, spec.path, project.root)
-                )
             preview = preview_markdown(con, out_path)
             check_results = _builtin_check_results(con, spec, out_path, selected)
     except ExecutionError as error:
@@ -338,6 +334,13 @@ def materialize_node(
         node=node_entry(spec, prints[node_id], _derived_columns(project, spec, state, output)),
     )
     store.record_outputs(env, {node_id: pointer})
+    if isinstance(spec, ExposureSpec):
+        # NOTE: exported after the pointer moved, so an export never shows data the
+        # environment does not point at; the record lets the next command repair a kill here.
+        destination = store.export_path(env, spec.path, project.root)
+        with duckdb.get_connection() as con:
+            engine.export(con, out_path, spec.format, destination)
+        store.record_exports(env, {node_id: store.export_entry(pointer.snapshot, destination)})
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": output.rows,

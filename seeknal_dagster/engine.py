@@ -146,8 +146,12 @@ def copy_to_parquet(con: duckdb.DuckDBPyConnection, query: str, out_path: Path) 
     return int(result[0]) if result else 0
 
 
-def export(con: duckdb.DuckDBPyConnection, snapshot: Path, fmt: str, destination: Path) -> None:
-    """Writes an exposure's file from its snapshot, atomically (temp file, then rename)."""
+def export(
+    con: duckdb.DuckDBPyConnection | None, snapshot: Path, fmt: str, destination: Path
+) -> None:
+    """Writes an exposure's file from its snapshot, atomically (temp file, then rename).
+
+    A parquet export is a file copy and needs no connection (`con` may be None)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.with_name(f".{destination.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
@@ -155,6 +159,7 @@ def export(con: duckdb.DuckDBPyConnection, snapshot: Path, fmt: str, destination
             shutil.copyfile(snapshot, tmp)
         else:
             options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT json, ARRAY true"
+            assert con is not None, "a csv or json export needs a DuckDB connection"
             con.execute(
                 f"COPY (SELECT * FROM read_parquet({literal(str(snapshot))})) "
                 f"TO {literal(str(tmp))} ({options})"
@@ -404,7 +409,9 @@ def _whole_number_cast(column: str, type_name: str) -> str:
 
 
 def _has_fraction(value: str) -> str:
+    """SQL, true when `value` is a number with a fractional part (which integers would round)."""
     text = f"CAST({value} AS VARCHAR)"
+
     number = f"TRY_CAST({text} AS DOUBLE)"
     has_point = f"(contains({text}, '.') OR contains(lower({text}), 'e'))"
     return f"({has_point} AND {number} <> trunc({number}))"
@@ -436,8 +443,11 @@ def _check_casts(
     condition = " OR ".join(_does_not_fit(ident(c), t) for c, t in declared.items())
     if con.execute(f"SELECT 1 FROM {reader} WHERE {condition} LIMIT 1").fetchone() is None:
         return
-    message = _bad_value_message(spec, reader, declared, declared)
-    raise ExecutionError(spec.id, message or f"{spec.file} [columns]: a value does not convert")
+    message = _bad_value_message(spec, reader, declared, declared) or (
+        f"{spec.file} [columns]: a value of {spec.path} does not convert to its declared type. "
+        "Fix: correct the data or declare the columns with types that fit"
+    )
+    raise ExecutionError(spec.id, message)
 
 
 def _bad_value_message(
@@ -538,9 +548,9 @@ def _diagnose_source(spec: SourceSpec, path: Path) -> str | None:
             con.close()
         types = {name: declared.get(name, t) for name, t in columns}
         checks = {c: t for c, t in types.items() if c in declared or t in _INTEGER_TYPES}
-        read_as = {c: "VARCHAR" if c in checks else t for c, t in types.items()}
         if not checks:
             return None
+        read_as = {c: "VARCHAR" if c in checks else t for c, t in types.items()}
         return _bad_value_message(spec, _reader(spec, path, columns, read_as), checks, declared)
     except (duckdb.Error, ExecutionError):
         return None

@@ -323,54 +323,38 @@ def finish_switch(project: Project, store: Store, env: str) -> list[str]:
 def sync_exports(project: Project, store: Store, env: str) -> list[str]:
     """Re-exports every exposure whose exported file is not its current snapshot's export.
 
-    Idempotent: a record of what was exported last lets an interrupted promotion finish on the
-    next command. The record keeps the exported file's identity too, because a run rewrites
-    the file without updating the record; a file that changed since is exported again.
+    Idempotent: the export record (kept by every export, see `Store.record_exports`) lets an
+    interrupted promotion finish on the next command; a file changed since its export (a file
+    identity that differs from the record) is exported again.
     """
     state = store.read_state(env)
-    record_path = (
-        store.env_dir(env) / "exports.json"
-        if env != PROD
-        else (store.target / "state" / "prod.exports.json")
-    )
-    record = (read_json(record_path, "export record") or {}).get("exports", {})
-    done: list[str] = []
+    record = store.export_record(env)
+    done: dict[str, dict[str, Any] | None] = {}
     for node_id, pointer in state.pointers.items():
         spec = project.nodes.get(node_id)
         if not isinstance(spec, ExposureSpec):
             continue
         destination = store.export_path(env, spec.path, project.root)
-        if record.get(node_id) == _export_entry(pointer, destination):
+        if record.get(node_id) == store.export_entry(pointer.snapshot, destination):
             continue
         _export(store.target / pointer.snapshot, spec, destination)
-        record[node_id] = _export_entry(pointer, destination)
-        done.append(node_id)
+        done[node_id] = store.export_entry(pointer.snapshot, destination)
     if done:
-        atomic_write_json(record_path, {"exports": record})
-    return done
+        store.record_exports(env, done)
+    return list(done)
 
 
 def _export(snapshot: Path, spec: ExposureSpec, destination: Path) -> None:
     from seeknal_dagster import engine
 
+    if spec.format == "parquet":
+        engine.export(None, snapshot, spec.format, destination)
+        return
     con = engine.connect(threads=2)
     try:
         engine.export(con, snapshot, spec.format, destination)
     finally:
         con.close()
-
-
-def _export_entry(pointer: Pointer, destination: Path) -> dict[str, Any] | None:
-    """What the export record holds for an exposure: its snapshot and the exported file's
-    identity (inode, size, modification time); None when the file does not exist."""
-    try:
-        info = destination.stat()
-    except FileNotFoundError:
-        return None
-    return {
-        "snapshot": pointer.snapshot,
-        "file": [info.st_ino, info.st_size, info.st_mtime_ns],
-    }
 
 
 def _copy_plan(store: Store, source: str, target: str) -> None:

@@ -103,12 +103,19 @@ def run_report(
             console.line(f"  {short(node_id)} CACHED")
     if any(r.status == CACHED for r in results.values()):
         console.line()
-    for check in report.checks:
+    # Rules are shown always; the checks every node gets from its own declarations only when
+    # they fail, with a count of the ones that passed.
+    shown = [c for c in report.checks if c.rule.startswith("rule.") or not c.passed]
+    for check in shown:
         label = "PASS" if check.passed else ("FAIL" if check.severity == "ERROR" else "WARN")
         console.line(
             f"  check {check.rule} on {check.target}: {label} - {check.description}",
             style=None if check.passed else ("red" if label == "FAIL" else "yellow"),
         )
+    declared = [c for c in report.checks if not c.rule.startswith("rule.")]
+    if declared:
+        passed = sum(1 for c in declared if c.passed)
+        console.line(f"  Declared-schema checks: {passed}/{len(declared)} passed")
     if report.checks:
         console.line()
     if report.count(SUCCESS):

@@ -311,7 +311,7 @@ class _Watcher:
 
 def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noqa: ANN001
     """Per-node status, time, rows and errors from the run's event log."""
-    from seeknal_dagster.dagster_defs import node_id_of
+    from seeknal_dagster.dagster_defs import BUILTIN_CHECKS, node_id_of
 
     results = {n: NodeResult(n, CACHED) for n in plan.cached}
     pending = {n: NodeResult(n, SKIPPED, error="an upstream node failed") for n in plan.to_run}
@@ -343,9 +343,10 @@ def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noq
                 pending[node_id].error = _failure_message(event)
         elif kind == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
+            name = evaluation.check_name
             checks.append(
                 CheckResult(
-                    rule=f"rule.{evaluation.check_name}",
+                    rule=name if name in BUILTIN_CHECKS else f"rule.{name}",
                     target=node_id_of(evaluation.asset_key),
                     passed=evaluation.passed,
                     severity=evaluation.severity.value,

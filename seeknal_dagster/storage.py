@@ -432,6 +432,35 @@ class Store:
             logger.warning("snapshot %s does not match its checksum; it will be rebuilt", path)
         return intact
 
+    # --- exports ------------------------------------------------------------------------------
+
+    def export_record_path(self, env: str) -> Path:
+        if env == PROD:
+            return self.target / "state" / "prod.exports.json"
+        return self.env_dir(env) / "exports.json"
+
+    def export_record(self, env: str) -> dict[str, Any]:
+        """Which snapshot each exposure of `env` was last exported from, and the exported
+        file's identity (inode, size, mtime) right after that export."""
+        document = read_json(self.export_record_path(env), "export record") or {}
+        return dict(document.get("exports", {}))
+
+    @staticmethod
+    def export_entry(snapshot: str, destination: Path) -> dict[str, Any] | None:
+        """The record entry of an export; None when the exported file does not exist."""
+        try:
+            info = destination.stat()
+        except FileNotFoundError:
+            return None
+        return {"snapshot": snapshot, "file": [info.st_ino, info.st_size, info.st_mtime_ns]}
+
+    def record_exports(self, env: str, entries: Mapping[str, dict[str, Any] | None]) -> None:
+        """Adds export entries to the environment's record (under its state lock)."""
+        with self.state_lock(env):
+            record = self.export_record(env)
+            record.update(entries)
+            atomic_write_json(self.export_record_path(env), {"exports": record})
+
     # --- links -------------------------------------------------------------------------------
 
     def link(self, env: str, node_id: str, pointer: Pointer) -> None:
