@@ -127,7 +127,7 @@ def definitions_for_workspace() -> dg.Definitions:
     return seeknal_definitions()
 
 
-def build_definitions(root: str | Path, threads: int | None = None) -> dg.Definitions:
+def build_definitions(root: str | Path) -> dg.Definitions:
     """Definitions for the project at `root`: assets, checks, the run job, schedules, resources.
 
     Raises:
@@ -150,14 +150,13 @@ def build_definitions(root: str | Path, threads: int | None = None) -> dg.Defini
         RUN_JOB, selection=dg.AssetSelection.all(), executor_def=_RUN_EXECUTOR
     )
     schedule_jobs, schedules = build_schedules(project, prints)
-    config: dict[str, Any] = {"threads": threads} if threads else {}
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[run_job, *schedule_jobs],
         schedules=schedules,
         resources={
-            "duckdb": DuckDBResource(database=":memory:", connection_config=config),
+            "duckdb": DuckDBResource(database=":memory:"),
             IO_MANAGER_KEY: SeeknalIOManager(project_dir=str(project.root)),
         },
         # NOTE: UI launches, `dagster asset materialize` and schedules use this executor; without
@@ -167,9 +166,9 @@ def build_definitions(root: str | Path, threads: int | None = None) -> dg.Defini
 
 
 @cache
-def run_job(root: str, threads: int | None = None) -> dg.JobDefinition:
+def run_job(root: str) -> dg.JobDefinition:
     """The job `seeknal run` executes; module-level so Dagster can rebuild it in step processes."""
-    return build_definitions(root, threads).resolve_job_def(RUN_JOB)
+    return build_definitions(root).resolve_job_def(RUN_JOB)
 
 
 # --- what the UI shows -----------------------------------------------------------------------

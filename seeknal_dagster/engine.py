@@ -70,9 +70,22 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     return prepare(duckdb.connect(":memory:", config=config))
 
 
+MEMORY_LIMIT_VARIABLE = "SEEKNAL_MEMORY_LIMIT"
+SPILL_VARIABLE = "SEEKNAL_SPILL_DIR"
+DEFAULT_MEMORY_LIMIT = "1536MB"
+
+
 def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """Step settings: no progress bar (it would write into the parent's terminal)."""
+    """Step settings: no progress bar (it would write into the parent's terminal), and a memory
+    limit with a spill folder so DuckDB streams big tables through disk instead of taking 80%
+    of the machine ($SEEKNAL_MEMORY_LIMIT per step, default 1536MB; set by the runner from the
+    number of concurrent steps)."""
     con.execute("SET enable_progress_bar = false")
+    limit = os.environ.get(MEMORY_LIMIT_VARIABLE, DEFAULT_MEMORY_LIMIT)
+    con.execute(f"SET memory_limit = {literal(limit)}")
+    spill = os.environ.get(SPILL_VARIABLE)
+    if spill:
+        con.execute(f"SET temp_directory = {literal(spill)}")
     return con
 
 

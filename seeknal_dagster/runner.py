@@ -39,8 +39,15 @@ PRELOAD_MODULES = [
     "dagster._core.storage.runs.sqlite.sqlite_run_storage",
     "dagster._core.storage.event_log.sqlite.sqlite_event_log",
     "dagster._core.storage.schedules.sqlite.sqlite_schedule_storage",
+    "upath",
+    "fsspec",
+    "dotenv",
     "seeknal_dagster.dagster_defs",
+    "seeknal_dagster.warm",
 ]
+# The DuckDB memory budget of a whole run, split between concurrent steps.
+BUDGET_VARIABLE = "SEEKNAL_MEMORY_BUDGET"
+WARM_ROOT_VARIABLE = "SEEKNAL_WARM_ROOT"
 
 
 @dataclass(frozen=True)
@@ -138,13 +145,6 @@ def plan_run(
     return RunPlan(to_run, cached, tuple(n for n in data_nodes if n in selected), layers)
 
 
-def step_threads(workers: int, widest: int) -> int:
-    """DuckDB threads per step so that concurrent steps share the cores instead of fighting."""
-    cores = os.cpu_count() or 1
-    concurrent = max(1, min(workers, widest))
-    return max(1, cores // concurrent)
-
-
 def execute(
     project: Project,
     plan: RunPlan,
@@ -167,8 +167,9 @@ def execute(
 
     workers = default_workers(project, options.max_workers)
     widest = max((len([n for n in layer if n in plan.to_run]) for layer in plan.layers), default=1)
+    concurrent = min(workers, widest) if options.parallel else 1
+    _step_settings(project, concurrent)
     if options.parallel:
-        threads = step_threads(workers, widest)
         executor = {
             "multiprocess": {
                 "max_concurrent": workers,
@@ -176,7 +177,6 @@ def execute(
             }
         }
     else:
-        threads = None
         executor = {"in_process": {}}
 
     log_level = "DEBUG" if logger.isEnabledFor(logging.DEBUG) else "WARNING"
@@ -185,7 +185,7 @@ def execute(
     job = dg.build_reconstructable_job(
         "seeknal_dagster.dagster_defs",
         "run_job",
-        reconstructable_args=(str(project.root), threads),
+        reconstructable_args=(str(project.root),),
     )
     started = time.perf_counter()
     tags = {
@@ -217,6 +217,33 @@ def execute(
     report.duration = time.perf_counter() - started
     report.max_workers = workers if options.parallel else 1
     return report
+
+
+def _step_settings(project: Project, concurrent: int) -> None:
+    """Settings every step process inherits through the environment.
+
+    NOTE: each step's DuckDB keeps every core (a step that runs alone, as most long ones end up
+    doing, needs them all); memory is what is shared, so the budget is split between the steps
+    that can run at once, and DuckDB spills to `target/tmp/` beyond it.
+    """
+    from seeknal_dagster import engine
+
+    budget = _megabytes(os.environ.get(BUDGET_VARIABLE, engine.DEFAULT_MEMORY_LIMIT))
+    os.environ[engine.MEMORY_LIMIT_VARIABLE] = f"{max(256, budget // max(1, concurrent))}MB"
+    spill = project.target / "tmp" / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    os.environ[engine.SPILL_VARIABLE] = str(spill)
+    # The forkserver builds the run job once (see seeknal_dagster.warm) for every step it forks.
+    os.environ[WARM_ROOT_VARIABLE] = str(project.root)
+
+
+def _megabytes(text: str) -> int:
+    """'1536MB' / '2GB' / '1.5 GiB' -> megabytes."""
+    value = text.strip().upper().replace("IB", "B").replace(" ", "")
+    for unit, factor in (("GB", 1024), ("MB", 1), ("KB", 1 / 1024)):
+        if value.endswith(unit):
+            return int(float(value[: -len(unit)]) * factor)
+    return int(float(value) / (1024 * 1024))
 
 
 @contextlib.contextmanager
