@@ -338,7 +338,7 @@ def _run(
             console.document(render.report_document(report))
             return
         if saved is not None:
-            environments.seed(store, options.env, reused)
+            environments.seed(store, options.env, reused, prints)
         if run_plan.to_run:
             report = execute(project, run_plan, options, progress=_progress_line(console))
             console.clear_status()

@@ -144,7 +144,9 @@ def build_definitions(root: str | Path) -> dg.Definitions:
         if not isinstance(spec, RuleSpec)
     ]
     checks = [
-        _rule_check(project, spec) for spec in project.nodes.values() if isinstance(spec, RuleSpec)
+        _rule_check(project, prints, spec)
+        for spec in project.nodes.values()
+        if isinstance(spec, RuleSpec)
     ]
     run_job = dg.define_asset_job(
         RUN_JOB, selection=dg.AssetSelection.all(), executor_def=_RUN_EXECUTOR
@@ -522,7 +524,9 @@ def _declared_columns_outcome(
     return not problems, description, metadata
 
 
-def _rule_check(project: Project, spec: RuleSpec) -> dg.AssetChecksDefinition:
+def _rule_check(
+    project: Project, prints: Mapping[str, str], spec: RuleSpec
+) -> dg.AssetChecksDefinition:
     target = spec.target
     blocking = any(check.severity == "error" for check in spec.checks)
 
@@ -553,6 +557,8 @@ def _rule_check(project: Project, spec: RuleSpec) -> dg.AssetChecksDefinition:
                         f"{check.type}: {outcome.description}"
                     )
         severity = dg.AssetCheckSeverity.ERROR if failed_error else dg.AssetCheckSeverity.WARN
+        # The rule as checked becomes part of the environment's baseline for later plans.
+        store.record_rules(env, {spec.id: node_entry(spec, prints[spec.id])})
         return dg.AssetCheckResult(
             passed=not failed_error and not failed_warn,
             severity=severity,

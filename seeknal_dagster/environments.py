@@ -139,10 +139,18 @@ def prepare_apply(
     return saved, run_plan, reused
 
 
-def seed(store: Store, env: str, reused: Mapping[str, Pointer]) -> None:
-    """Points the environment at production's outputs for the nodes it reuses (no data copied)."""
+def seed(store: Store, env: str, reused: Mapping[str, Pointer], prints: Mapping[str, str]) -> None:
+    """Points the environment at production's outputs for the nodes it reuses (no data copied),
+    and takes over production's record of the unchanged rules checked there."""
     if reused:
         store.record_outputs(env, reused)
+    rules = {
+        rule: entry
+        for rule, entry in store.read_state(PROD).rules.items()
+        if entry.get("fingerprint") == prints.get(rule)
+    }
+    if rules:
+        store.record_rules(env, rules)
 
 
 def mark_applied(store: Store, env: str, saved: planning.Plan) -> None:
@@ -257,7 +265,9 @@ def promote(
         )
 
     if not switched:
-        new_state = EnvState(target, previous.version, previous.updated_at, dict(state.pointers))
+        new_state = EnvState(
+            target, previous.version, previous.updated_at, dict(state.pointers), dict(state.rules)
+        )
         checkpoint("promote:before_switch")
         store.write_state(new_state, keep_history=True)
     checkpoint("promote:after_switch")
@@ -295,8 +305,9 @@ def rollback(project: Project, store: Store, env: str) -> int:
     if document is None:
         raise PlanError(f"rollback point {history[-1]} vanished; try again")
     pointers = {n: Pointer.from_json(p) for n, p in document["nodes"].items()}
+    rules = {str(k): dict(v) for k, v in (document.get("rules") or {}).items()}
     current = store.read_state(env)
-    restored = EnvState(env, current.version, current.updated_at, pointers)
+    restored = EnvState(env, current.version, current.updated_at, pointers, rules)
     store.write_state(restored, keep_history=False)
     # NOTE: the rolled-back-from state is kept as a rollback point too (roll forward).
     atomic_write_json(

@@ -95,6 +95,8 @@ def baseline_manifest(state: EnvState) -> dict[str, dict[str, Any]]:
         entry["fingerprint"] = pointer.fingerprint
         entry["columns"] = [list(c) for c in pointer.derived_columns]
         nodes[node_id] = entry
+    for rule_id, rule_entry in state.rules.items():
+        nodes[rule_id] = dict(rule_entry)
     return nodes
 
 

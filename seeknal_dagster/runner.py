@@ -135,6 +135,13 @@ def plan_run(
         stale = {n for n in data_nodes if not store.is_current(state.pointers.get(n), prints[n])}
         stale |= graph.downstream(stale)
         stale = {n for n in stale if not isinstance(project.nodes[n], RuleSpec)}
+        # A new or edited rule is checked by re-running the node it checks (same output).
+        stale |= {
+            spec.target
+            for rule, spec in project.nodes.items()
+            if isinstance(spec, RuleSpec)
+            and (state.rules.get(rule) or {}).get("fingerprint") != prints[rule]
+        }
     to_run = tuple(n for n in data_nodes if n in stale and n in selected)
     cached = tuple(n for n in data_nodes if n in selected and n not in stale)
     layers = tuple(

@@ -261,16 +261,20 @@ def _inside_target(relative: str) -> bool:
 
 @dataclass
 class EnvState:
-    """An environment's pointer file: version, time of the last change, node pointers."""
+    """An environment's pointer file: version, time of the last change, node pointers, and the
+    manifest entries of the rules last checked there (rules have no output to point at)."""
 
     environment: str
     version: int = 0
     updated_at: str = ""
     pointers: dict[str, Pointer] | None = None
+    rules: dict[str, dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.pointers is None:
             self.pointers = {}
+        if self.rules is None:
+            self.rules = {}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -278,6 +282,7 @@ class EnvState:
             "version": self.version,
             "updated_at": self.updated_at,
             "nodes": {node: p.to_json() for node, p in sorted(self.pointers.items())},
+            "rules": dict(sorted(self.rules.items())),
         }
 
 
@@ -356,7 +361,10 @@ class Store:
             return EnvState(env)
         try:
             pointers = {node: Pointer.from_json(p) for node, p in document["nodes"].items()}
-            return EnvState(env, int(document["version"]), document.get("updated_at", ""), pointers)
+            rules = {str(k): dict(v) for k, v in (document.get("rules") or {}).items()}
+            return EnvState(
+                env, int(document["version"]), document.get("updated_at", ""), pointers, rules
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise _corrupt(path, "pointer file", f"missing or bad field {error}") from None
 
@@ -371,6 +379,13 @@ class Store:
         state.version += 1
         state.updated_at = utc_now()
         atomic_write_json(path, state.to_json())
+
+    def record_rules(self, env: str, entries: Mapping[str, Mapping[str, Any]]) -> None:
+        """Records the manifest entries of rules just checked in `env` (under the state lock)."""
+        with self.state_lock(env):
+            state = self.read_state(env)
+            state.rules.update({rule: dict(entry) for rule, entry in entries.items()})
+            self.write_state(state)
 
     def record_outputs(self, env: str, pointers: Mapping[str, Pointer]) -> None:
         """Points `env` at new outputs (read-modify-write under the state lock), then brings its

@@ -301,11 +301,6 @@ def test_plan_after_a_run_with_a_sql_edit(
     assert "  Changes: 1 nodes to execute\n" in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run records no pointer for rule nodes (they are asset checks), so "
-    "plan.baseline_manifest never has them and every plan after a run lists each rule as NEW",
-)
 def test_plan_after_a_run_with_a_rule_finds_no_changes(
     make_project: Callable[..., Path], seeknal: SeeknalRunner
 ) -> None:

@@ -374,3 +374,29 @@ def test_example_runs_in_parallel_end_to_end(tmp_path, seeknal):
     assert {"customer_id", "txn_amount", "merchant_risk_score"} <= columns
     again = seeknal(root, "run")
     assert "Nothing to do" in again.stdout
+
+
+def test_edited_rule_is_checked_again_and_then_cached(make_project, seeknal):
+    files = dict(SHOP)
+    rule = """
+kind: rule
+name: amount_small
+inputs: [{ref: transform.enriched}]
+rule: {type: range, column: amount, params: {max: 50, severity: warn}}
+"""
+    files["seeknal/rules/amount_small.yml"] = rule
+    root = make_project(files)
+    assert seeknal(root, "run").returncode == 0
+    (root / "seeknal/rules/amount_small.yml").write_text(rule.replace("max: 50", "max: 5000"))
+
+    again = seeknal(root, "--format", "json", "run")
+    third = seeknal(root, "run")
+
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    statuses = {n["node"]: n["status"] for n in report["nodes"]}
+    assert statuses["transform.enriched"] == "SUCCESS"
+    assert statuses["source.orders"] == "CACHED"
+    rule_check = next(c for c in report["checks"] if c["rule"] == "rule.amount_small")
+    assert rule_check["passed"] is True
+    assert "Nothing to do" in third.stdout
