@@ -60,6 +60,20 @@ def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 logging.getLogger(__name__).exception("details")
             Console().error(str(error))
             sys.exit(1)
+        except OSError as error:
+            # NOTE: product code turns the writes it expects to fail into SeeknalErrors; this
+            # catches the rest (e.g. Dagster's own folders) without a traceback.
+            from seeknal_dagster.storage import write_failure
+
+            logging.getLogger(__name__).debug("details", exc_info=True)
+            if error.filename:
+                Console().error(str(write_failure(Path(error.filename), error)))
+            else:
+                Console().error(
+                    f"{error}. Fix: check that target/ is writable and has free "
+                    "space, then run the command again"
+                )
+            sys.exit(1)
 
     return wrapper
 
@@ -322,6 +336,9 @@ def _run(
 
     command = f"seeknal run --env {env}" if env else "seeknal run"
     with store.environment_lock(options.env, command):
+        if full:
+            # A damaged pointer file is moved aside: a full run rebuilds everything anyway.
+            store.read_state(options.env, recover=True)
         run_plan, saved, reused = _decide(project, store, prints, options, force)
         # A promotion or rollback killed after its switch is finished here, before running.
         environments.finish_switch(project, store, options.env)
@@ -367,15 +384,13 @@ def _run(
 @_handles_errors
 def promote(obj: _Context, source: str, target: str, force: bool) -> None:
     """Make TARGET (default prod) exactly SOURCE, atomically; the old state is kept."""
-    _promote(obj, source, target, force)
-
-
-def _promote(obj: _Context, source: str, target: str, force: bool) -> None:
     from seeknal_dagster import environments
     from seeknal_dagster.manifest import fingerprints
-    from seeknal_dagster.storage import Store
+    from seeknal_dagster.storage import Store, validate_env_name
 
     started = time.perf_counter()
+    validate_env_name(source)
+    validate_env_name(target)
     project = obj.load()
     store = Store(project.target)
     prints = fingerprints(project)
@@ -452,15 +467,8 @@ def env_apply(
     )
 
 
-@env.command("promote")
-@click.argument("source")
-@click.argument("target", required=False, default="prod")
-@click.option("--force", is_flag=True, help="Promote even if the plan is stale or prod moved.")
-@click.pass_obj
-@_handles_errors
-def env_promote(obj: _Context, source: str, target: str, force: bool) -> None:
-    """Alias of `seeknal promote SOURCE [TARGET]`."""
-    _promote(obj, source, target, force)
+# `seeknal env promote FROM TO` is the same command as `seeknal promote FROM [TO]`.
+env.add_command(promote, "promote")
 
 
 @env.command("list")

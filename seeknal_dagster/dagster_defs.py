@@ -22,7 +22,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from seeknal_dagster import engine, schemas
-from seeknal_dagster.errors import ExecutionError, SeeknalError
+from seeknal_dagster.errors import SeeknalError
 from seeknal_dagster.io_manager import SeeknalIOManager
 from seeknal_dagster.manifest import fingerprints, node_entry
 from seeknal_dagster.project import Project, find_project_root, load_project
@@ -320,7 +320,7 @@ def materialize_node(
             )
             preview = preview_markdown(con, out_path)
             check_results = _builtin_check_results(con, spec, out_path, selected)
-    except ExecutionError as error:
+    except SeeknalError as error:
         raise dg.Failure(description=str(error)) from None
 
     pointer = Pointer(
@@ -334,7 +334,10 @@ def materialize_node(
         run_id=context.run.run_id,
         node=node_entry(spec, prints[node_id], _derived_columns(project, spec, state, output)),
     )
-    store.record_outputs(env, {node_id: pointer})
+    try:
+        store.record_outputs(env, {node_id: pointer})
+    except SeeknalError as error:
+        raise dg.Failure(description=f"{node_id}: {error}") from None
     if isinstance(spec, ExposureSpec):
         # NOTE: exported after the pointer moved, so an export never shows data the
         # environment does not point at; the record lets the next command repair a kill here.
@@ -360,7 +363,7 @@ def materialize_node(
 
 def preview_markdown(con: "duckdb.DuckDBPyConnection", snapshot: Path) -> str:
     """The first rows of a parquet file as a small markdown table (values cut to a short width)."""
-    source = f"read_parquet({engine.literal(str(snapshot))})"
+    source = f"read_parquet({engine.file_literal(snapshot)})"
     names = [name for name, _ in engine.describe(con, f"SELECT * FROM {source}")]
     shown = names[:PREVIEW_COLUMNS]
     if not shown:
@@ -494,7 +497,7 @@ def _declared_columns_outcome(
     """Compares the declared columns with the output's, types in DuckDB's own spelling."""
     declared = declared_columns(spec)
     actual = dict(
-        engine.describe(con, f"SELECT * FROM read_parquet({engine.literal(str(snapshot))})")
+        engine.describe(con, f"SELECT * FROM read_parquet({engine.file_literal(snapshot)})")
     )
     typed = {c.name: c.type for c in declared if c.type}
     expected: dict[str, str] = {}

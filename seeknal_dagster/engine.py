@@ -96,7 +96,7 @@ def register_inputs(con: duckdb.DuckDBPyConnection, inputs: Mapping[str, Path]) 
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(kind)}")
         con.execute(
             f"CREATE OR REPLACE VIEW {ident(kind)}.{ident(name)} AS "
-            f"SELECT * FROM read_parquet({literal(str(path))})"
+            f"SELECT * FROM read_parquet({file_literal(path)})"
         )
 
 
@@ -174,7 +174,7 @@ def export(
             options = "FORMAT csv, HEADER" if fmt == "csv" else "FORMAT json, ARRAY true"
             assert con is not None, "a csv or json export needs a DuckDB connection"
             con.execute(
-                f"COPY (SELECT * FROM read_parquet({literal(str(snapshot))})) "
+                f"COPY (SELECT * FROM read_parquet({file_literal(snapshot)})) "
                 f"TO {literal(str(tmp))} ({options})"
             )
         os.replace(tmp, destination)

@@ -465,4 +465,10 @@ def gc(store: Store) -> tuple[list[str], int, int]:
                 freed += snapshot.stat().st_size
                 snapshot.unlink()
                 files += 1
+        # Temporary files of writes that were killed half-way (never read by anything).
+        for leftover in store.target.glob("**/.*.tmp-*"):
+            if leftover.is_file() and leftover.stat().st_mtime < young:
+                freed += leftover.stat().st_size
+                leftover.unlink()
+                files += 1
     return removed_envs, files, freed

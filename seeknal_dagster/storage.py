@@ -57,8 +57,8 @@ def write_failure(path: Path, error: OSError, doing: str = "write") -> TargetWri
         fix = "free disk space (or raise the quota), then run the command again"
     elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "make target/ writable for this user, then run the command again"
-    elif _blocking_file(path) is not None:
-        blocking = _blocking_file(path)
+    elif _blocking_file(path, error) is not None:
+        blocking = _blocking_file(path, error)
         error = OSError(error.errno, f"{blocking} is a file, not a folder")
         fix = f"move {blocking} away (seeknal needs a folder there), then run the command again"
     else:
@@ -69,9 +69,13 @@ def write_failure(path: Path, error: OSError, doing: str = "write") -> TargetWri
     return failure
 
 
-def _blocking_file(path: Path) -> Path | None:
-    """The nearest folder on `path`'s way that exists as something other than a folder."""
-    for folder in reversed(path.parents):
+def _blocking_file(path: Path, error: OSError) -> Path | None:
+    """The nearest folder on `path`'s way that exists as something other than a folder (the
+    path itself when making it as a folder failed because a file is there)."""
+    candidates = list(reversed(path.parents))
+    if error.errno == errno.EEXIST:
+        candidates.append(path)
+    for folder in candidates:
         if folder.exists() and not folder.is_dir():
             return folder
     return None
@@ -120,7 +124,7 @@ def read_json(path: Path, what: str) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        blocking = _blocking_file(path)
+        blocking = _blocking_file(path, error)
         reason = f"{blocking} is a file, not a folder" if blocking else error.strerror
         raise StateError(
             f"cannot read {what} {path}: {reason}. Fix: make sure target/ is a folder this "
@@ -517,10 +521,10 @@ class Store:
 
     def relink_all(self, env: str, prune: bool = False) -> None:
         """Brings every cache link of `env` in line with its pointer file (and, with `prune`,
-        removes links of nodes the pointer file no longer has)."""
-        pointers = self.read_state(env).pointers
-        for node_id, pointer in pointers.items():
-            self.link(env, node_id, pointer)
+        removes links of nodes the pointer file no longer has); links already right are left."""
+        state = self.read_state(env)
+        pointers = state.pointers
+        self.repair_links(env, state)
         if not prune:
             return
         for link in (self.env_dir(env) / "cache").glob("*/*.parquet"):
