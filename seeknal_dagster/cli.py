@@ -386,11 +386,17 @@ def promote(obj: _Context, source: str, target: str, force: bool) -> None:
     """Make TARGET (default prod) exactly SOURCE, atomically; the old state is kept."""
     from seeknal_dagster import environments
     from seeknal_dagster.manifest import fingerprints
-    from seeknal_dagster.storage import Store, validate_env_name
+    from seeknal_dagster.storage import PROD, Store, validate_env_name
 
     started = time.perf_counter()
     validate_env_name(source)
     validate_env_name(target)
+    if source == PROD:
+        raise SeeknalError(
+            "production cannot be promoted. Fix: promote an environment, e.g. `seeknal promote dev`"
+        )
+    if source == target:
+        raise SeeknalError(f"cannot promote '{source}' into itself. Fix: name another target")
     project = obj.load()
     store = Store(project.target)
     prints = fingerprints(project)
@@ -398,13 +404,20 @@ def promote(obj: _Context, source: str, target: str, force: bool) -> None:
         store.environment_lock(source, f"seeknal promote {source} {target}"),
         store.environment_lock(target, f"seeknal promote {source} {target}"),
     ):
-        exported = environments.promote(project, store, prints, source, target, force)
+        exported, switched = environments.promote(project, store, prints, source, target, force)
     console = obj.console
-    console.success(f"Promoted '{source}' to '{target}' in {time.perf_counter() - started:.2f}s")
+    elapsed = time.perf_counter() - started
+    if switched:
+        console.success(f"Promoted '{source}' to '{target}' in {elapsed:.2f}s")
+    else:
+        console.success(f"'{target}' already was exactly '{source}': nothing switched")
     for node_id in exported:
         console.line(f"  re-exported {node_id}")
-    console.line(f"  Previous state kept: `seeknal rollback {target}` restores it")
-    console.document({"source": source, "target": target, "exported": exported})
+    if switched:
+        console.line(f"  Previous state kept: `seeknal rollback {target}` restores it")
+    console.document(
+        {"source": source, "target": target, "switched": switched, "exported": exported}
+    )
 
 
 @main.command()
@@ -559,13 +572,30 @@ def _progress_line(console: Console) -> Callable[[int, int, list[str]], None] | 
     return show
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """Refuses a port something already listens on (the URL would show that other program)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise SeeknalError(
+                f"cannot serve the UI on {host}:{port}: {error.strerror}. Fix: "
+                "pick a free port with --port"
+            ) from None
+
+
 def _failure_summary(report) -> str:  # noqa: ANN001
     from seeknal_dagster.runner import FAILED, SKIPPED
 
     failed = [r for r in report.results.values() if r.status == FAILED]
     skipped = [r.node_id for r in report.results.values() if r.status == SKIPPED]
     lines = [f"{len(failed)} node(s) failed, {len(skipped)} skipped"]
-    lines += [f"  {r.node_id}: {r.error}" for r in failed]
+    lines += [
+        f"  {r.error}" if r.error.startswith(f"{r.node_id}:") else f"  {r.node_id}: {r.error}"
+        for r in failed
+    ]
     if skipped:
         lines.append(f"  skipped because an upstream node failed: {', '.join(skipped)}")
     blocking = [c for c in report.checks if not c.passed and c.severity == "ERROR"]
@@ -602,6 +632,7 @@ def ui(obj: _Context, port: int, host: str) -> None:
         "DAGSTER_HOME": str(dagster_home(project)),
     }
     command = [sys.executable, "-m", "dagster", "dev", "-w", str(workspace_file(project))]
+    _check_port_free(host, port)
     command += ["-h", host, "-p", str(port)]
     obj.console.line(f"Dagster UI for {project.name}: http://{host}:{port}")
     obj.console.line("  Instance: " + env["DAGSTER_HOME"] + "  (Ctrl-C stops the UI)")

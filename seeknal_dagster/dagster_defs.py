@@ -41,7 +41,6 @@ from seeknal_dagster.storage import (
     Pointer,
     Store,
     atomic_write_bytes,
-    file_checksum,
     utc_now,
 )
 
@@ -301,6 +300,14 @@ def materialize_node(
     inputs: dict[str, Path] = {}
     for ref in spec.inputs:
         pointer = state.pointers.get(ref)
+        if pointer is not None and pointer.blocked and pointer.fingerprint == prints[ref]:
+            raise dg.Failure(
+                description=(
+                    f"{node_id}: input {ref} is not used because {pointer.blocked}. Fix: correct "
+                    f"the data or the check, then run again (the failed output stays readable "
+                    f"in target/{pointer.snapshot})"
+                )
+            )
         if not store.is_current(pointer, prints[ref]):
             raise dg.Failure(
                 description=(
@@ -310,35 +317,42 @@ def materialize_node(
             )
         inputs[ref] = store.target / pointer.snapshot
 
-    out_path = store.snapshot_path(node_id, prints[node_id])
+    staged = store.staging_path(node_id, prints[node_id])
     data_path = project.resolve_path(spec.path) if isinstance(spec, SourceSpec) else None
     selected = {key.name for key in context.selected_asset_check_keys}
     try:
         with duckdb.get_connection() as con:
             output = engine.execute_node(
-                con, spec, inputs, {r: project.nodes[r] for r in spec.inputs}, out_path, data_path
+                con, spec, inputs, {r: project.nodes[r] for r in spec.inputs}, staged, data_path
             )
+            out_path, checksum = store.seal_snapshot(node_id, prints[node_id], staged)
             preview = preview_markdown(con, out_path)
             check_results = _builtin_check_results(con, spec, out_path, selected)
     except SeeknalError as error:
+        staged.unlink(missing_ok=True)
         raise dg.Failure(description=str(error)) from None
 
+    failed = [
+        r for r in check_results if not r.passed and r.severity == dg.AssetCheckSeverity.ERROR
+    ]
     pointer = Pointer(
         fingerprint=prints[node_id],
         snapshot=out_path.relative_to(store.target).as_posix(),
         rows=output.rows,
         bytes=out_path.stat().st_size,
-        checksum=file_checksum(out_path),
+        checksum=checksum,
         columns=output.columns,
         built_at=utc_now(),
         run_id=context.run.run_id,
         node=node_entry(spec, prints[node_id], _derived_columns(project, spec, state, output)),
+        # An output that failed a blocking check is kept for inspection but never used.
+        blocked="; ".join(f"check {r.check_name} failed" for r in failed),
     )
     try:
         store.record_outputs(env, {node_id: pointer})
     except SeeknalError as error:
         raise dg.Failure(description=f"{node_id}: {error}") from None
-    if isinstance(spec, ExposureSpec):
+    if isinstance(spec, ExposureSpec) and not pointer.blocked:
         # NOTE: exported after the pointer moved, so an export never shows data the
         # environment does not point at; the record lets the next command repair a kill here.
         destination = store.export_path(env, spec.path, project.root)
@@ -560,6 +574,9 @@ def _rule_check(
                         f"{check.type}: {outcome.description}"
                     )
         severity = dg.AssetCheckSeverity.ERROR if failed_error else dg.AssetCheckSeverity.WARN
+        if failed_error:
+            # The checked output must not feed anything, now or in a later run.
+            store.block(env, target, pointer.snapshot, f"rule {spec.id} failed")
         # The rule as checked becomes part of the environment's baseline for later plans.
         store.record_rules(env, {spec.id: node_entry(spec, prints[spec.id])})
         return dg.AssetCheckResult(

@@ -84,9 +84,18 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     limit = os.environ.get(MEMORY_LIMIT_VARIABLE, DEFAULT_MEMORY_LIMIT)
     con.execute(f"SET memory_limit = {literal(limit)}")
     spill = os.environ.get(SPILL_VARIABLE)
-    if spill:
-        con.execute(f"SET temp_directory = {literal(spill)}")
+    current = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    # NOTE: DuckDB refuses to move a temp directory it has used; a reused connection keeps it.
+    if spill and current != spill:
+        with contextlib.suppress(duckdb_errors().NotImplementedException):
+            con.execute(f"SET temp_directory = {literal(spill)}")
     return con
+
+
+def duckdb_errors():  # noqa: ANN201 - the duckdb module, imported when a step needs it
+    import duckdb
+
+    return duckdb
 
 
 def register_inputs(con: duckdb.DuckDBPyConnection, inputs: Mapping[str, Path]) -> None:
@@ -678,6 +687,14 @@ def _feature_group_query(
     return query, describe(con, query)
 
 
+def _bounds_text(check: RuleCheck) -> str:
+    if check.min is not None and check.max is not None:
+        return f"outside [{check.min:g}, {check.max:g}]"
+    if check.min is not None:
+        return f"below the minimum {check.min:g}"
+    return f"above the maximum {check.max:g}"
+
+
 def run_check(
     con: duckdb.DuckDBPyConnection, check: RuleCheck, target_id: str, snapshot: Path
 ) -> CheckOutcome:
@@ -711,7 +728,7 @@ def run_check(
             bounds.append(f"{ident(check.columns[0])} > {float(check.max)!r}")
         bad = con.execute(f"SELECT count(*) FROM {table} WHERE {' OR '.join(bounds)}").fetchone()[0]
         return CheckOutcome(
-            bad == 0, f"{bad} row(s) of {check.columns[0]} outside [{check.min}, {check.max}]", bad
+            bad == 0, f"{bad} row(s) of {check.columns[0]} {_bounds_text(check)}", bad
         )
     if check.type == "uniqueness":
         cols = ", ".join(ident(c) for c in check.columns)

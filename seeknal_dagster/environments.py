@@ -210,8 +210,12 @@ def promote(
     source: str,
     target: str,
     force: bool,
-) -> list[str]:
-    """Makes `target` exactly `source` in one atomic step; returns the re-exported exposures.
+) -> tuple[list[str], bool]:
+    """Makes `target` exactly `source` in one atomic step.
+
+    Returns:
+        The exposures re-exported, and whether the target's state switched (False when it was
+        already exactly the source, so no rollback point was kept).
 
     Raises:
         PlanError: the source is not applied, its plan is stale, or production moved.
@@ -277,7 +281,7 @@ def promote(
     if target != PROD:
         _copy_plan(store, source, target)
     _set_status(store, source, "promoted", promoted_to=target)
-    return exported
+    return exported, not switched
 
 
 def _production_moves(store: Store, saved: planning.Plan) -> list[str]:

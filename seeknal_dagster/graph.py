@@ -125,9 +125,14 @@ def select(graph: Graph, expressions: Iterable[str], tags: Mapping[str, Iterable
         SelectionError: a term matches no node.
     """
     selected: set[str] = set()
-    for expression in expressions:
-        for term in expression.replace(",", " ").split():
-            selected |= _select_term(graph, term, tags)
+    terms = [term for expression in expressions for term in expression.replace(",", " ").split()]
+    if not terms:
+        raise SelectionError(
+            "--select was given no node. Fix: name nodes, e.g. --select "
+            "+training_data, or drop --select to run everything"
+        )
+    for term in terms:
+        selected |= _select_term(graph, term, tags)
     return selected
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seeknal_dagster.errors import SeeknalError
 from seeknal_dagster.graph import select
 from seeknal_dagster.project import Project
 from seeknal_dagster.specs import RuleSpec
@@ -106,6 +107,22 @@ class RunReport:
         return sum(1 for r in self.results.values() if r.status == status)
 
 
+def _check_inputs_available(
+    project: Project, prints: Mapping[str, str], state: EnvState, store: Store, to_run: tuple
+) -> None:
+    """Refuses, before anything runs, a selection whose nodes need an input that neither runs
+    nor has an up-to-date output."""
+    running = set(to_run)
+    for node_id in to_run:
+        for ref in project.nodes[node_id].inputs:
+            if ref not in running and not store.is_current(state.pointers.get(ref), prints[ref]):
+                name = node_id.split(".", 1)[1]
+                raise SeeknalError(
+                    f"{node_id} needs {ref}, which has no up-to-date output and "
+                    f"is not selected. Fix: select it too, e.g. --select +{name}"
+                )
+
+
 def default_workers(project: Project, requested: int | None) -> int:
     """`--max-workers`, else the project's `max_workers`, else min(cpu_count, 8)."""
     return max(1, requested or project.max_workers or min(os.cpu_count() or 1, 8))
@@ -143,6 +160,7 @@ def plan_run(
             and (state.rules.get(rule) or {}).get("fingerprint") != prints[rule]
         }
     to_run = tuple(n for n in data_nodes if n in stale and n in selected)
+    _check_inputs_available(project, prints, state, store, to_run)
     cached = tuple(n for n in data_nodes if n in selected and n not in stale)
     layers = tuple(
         tuple(n for n in layer if n in selected)
@@ -209,17 +227,28 @@ def execute(
         else _stderr_to(project.target / "logs" / "dagster.log"),
         watcher,
     ):
-        result = dg.execute_job(
-            job,
-            instance=instance,
-            run_config={
-                "execution": {"config": executor},
-                # Dagster's own event lines would drown the report; they stay in the event log.
-                "loggers": {"console": {"config": {"log_level": log_level}}},
-            },
-            tags=tags,
-            asset_selection=[asset_key(n) for n in plan.to_run],
-        )
+        try:
+            result = dg.execute_job(
+                job,
+                instance=instance,
+                run_config={
+                    "execution": {"config": executor},
+                    # Dagster's own event lines would drown the report; they stay in the event log.
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
+                tags=tags,
+                asset_selection=[asset_key(n) for n in plan.to_run],
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            # Dagster's own storage failed under the run (e.g. target/ removed meanwhile).
+            logger.debug("the Dagster run failed", exc_info=True)
+            raise SeeknalError(
+                f"the run stopped inside Dagster: {type(error).__name__}: {error}. Fix: make sure "
+                f"{project.target} stays in place and writable while a run goes on, then run "
+                "again (finished nodes are kept)"
+            ) from None
     report = collect(instance, result.run_id, plan, options.env)
     report.duration = time.perf_counter() - started
     report.max_workers = workers if options.parallel else 1
@@ -408,6 +437,9 @@ def _failure_message(event) -> str:  # noqa: ANN001
     metadata_message = getattr(event.event_specific_data, "user_failure_data", None)
     if metadata_message is not None and metadata_message.description:
         return metadata_message.description
+    if error.cls_name == "DagsterAssetCheckFailedError":
+        failed = " ".join((error.message or "").split(":", 1)[-1].split())
+        return f"its output failed a blocking check ({failed}); it is kept but not used"
     while error.cause is not None and "dagster" in (error.cls_name or "").lower():
         error = error.cause
     return (error.message or "").strip()

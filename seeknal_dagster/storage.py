@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -212,6 +212,8 @@ class Pointer:
     # The snapshot's modification time when recorded: while it is unchanged the snapshot is
     # trusted without re-reading it. None in pointer files written before it was recorded.
     mtime_ns: int | None = None
+    # Why this output must not be used (a blocking check failed on it); empty when it may be.
+    blocked: str = ""
 
     @property
     def derived_columns(self) -> list[tuple[str, str | None]]:
@@ -235,6 +237,8 @@ class Pointer:
         }
         if self.mtime_ns is not None:
             document["mtime_ns"] = self.mtime_ns
+        if self.blocked:
+            document["blocked"] = self.blocked
         return document
 
     @classmethod
@@ -255,6 +259,7 @@ class Pointer:
             run_id=data.get("run_id", ""),
             node=data.get("node") or None,
             mtime_ns=None if mtime_ns is None else int(mtime_ns),
+            blocked=str(data.get("blocked") or ""),
         )
 
 
@@ -384,6 +389,41 @@ class Store:
         state.updated_at = utc_now()
         atomic_write_json(path, state.to_json())
 
+    def block(self, env: str, node_id: str, snapshot: str, reason: str) -> None:
+        """Marks a node's output in `env` as not to be used (a blocking check failed on it), so
+        downstream steps refuse it and the next run rebuilds it. Only the output that was
+        checked is marked: a newer one recorded meanwhile stays as it is."""
+        with self.state_lock(env):
+            state = self.read_state(env)
+            pointer = state.pointers.get(node_id)
+            if pointer is None or pointer.snapshot != snapshot:
+                return
+            state.pointers[node_id] = replace(pointer, blocked=reason)
+            self.write_state(state)
+
+    def seal_snapshot(self, node_id: str, fingerprint: str, staged: Path) -> tuple[Path, str]:
+        """Moves a freshly written output to its final, immutable name; returns it and its
+        checksum.
+
+        The name carries the fingerprint and the content's checksum: a rebuild that writes
+        other bytes for the same fingerprint (row order is not guaranteed) gets a file of its
+        own, so no pointer anywhere ever sees its snapshot change under it.
+        """
+        checksum = file_checksum(staged)
+        final = self.snapshot_path(node_id, fingerprint).with_name(
+            f"{fingerprint}-{checksum[:12]}.parquet"
+        )
+        try:
+            os.replace(staged, final)
+        except OSError as error:
+            raise write_failure(final, error) from None
+        return final, checksum
+
+    def staging_path(self, node_id: str, fingerprint: str) -> Path:
+        """Where a step writes its output before `seal_snapshot` names it."""
+        final = self.snapshot_path(node_id, fingerprint)
+        return final.with_name(f".{fingerprint}.tmp-{os.getpid()}-{secrets.token_hex(4)}.parquet")
+
     def record_rules(self, env: str, entries: Mapping[str, Mapping[str, Any]]) -> None:
         """Records the manifest entries of rules just checked in `env` (under the state lock)."""
         with self.state_lock(env):
@@ -427,7 +467,7 @@ class Store:
         (a stat, no read) or, when that changed or was never recorded, the recorded checksum.
         A truncated or overwritten snapshot is therefore rebuilt, never read.
         """
-        if pointer is None or pointer.fingerprint != fingerprint:
+        if pointer is None or pointer.fingerprint != fingerprint or pointer.blocked:
             return False
         path = self.target / pointer.snapshot
         try:

@@ -647,6 +647,14 @@ def expire(root: Path, env: str) -> None:
     path.write_text(json.dumps(config))
 
 
+def snapshot_file(store: Store, node_id: str, fingerprint: str) -> Path:
+    """The snapshot written for `fingerprint` (its name also carries the content's checksum)."""
+    folder = store.snapshot_path(node_id, fingerprint).parent
+    found = sorted(folder.glob(f"{fingerprint}-*.parquet"))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def age(paths: list[Path], seconds: float = 7200) -> None:
     when = time.time() - seconds
     for path in paths:
@@ -658,10 +666,10 @@ def test_env_gc_removes_expired_environments_and_unreferenced_old_snapshots(shop
     expire(shop, "exp")
     snapshots = shop / "target" / "snapshots"
     store = Store(shop / "target")
-    only_exp = {store.snapshot_path(n, applied.new[n]) for n in applied.executed}
+    only_exp = {snapshot_file(store, n, applied.new[n]) for n in applied.executed}
     young_orphan = snapshots / "transform" / "enriched" / "young.parquet"
     shutil.copyfile(
-        store.snapshot_path("transform.enriched", applied.old["transform.enriched"]), young_orphan
+        snapshot_file(store, "transform.enriched", applied.old["transform.enriched"]), young_orphan
     )
     age([p for p in snapshots.rglob("*.parquet") if p != young_orphan])
     assert "Expired" in seeknal(shop, "env", "list").stdout
@@ -683,7 +691,7 @@ def test_env_gc_keeps_snapshots_of_rollback_points(shop, seeknal, applied):
     expire(shop, "exp")
     store = Store(shop / "target")
     old_orphan = shop / "target" / "snapshots" / "source" / "orders" / "orphan.parquet"
-    shutil.copyfile(store.snapshot_path("source.orders", applied.old["source.orders"]), old_orphan)
+    shutil.copyfile(snapshot_file(store, "source.orders", applied.old["source.orders"]), old_orphan)
     age(list((shop / "target" / "snapshots").rglob("*.parquet")))
 
     result = seeknal(shop, "env", "gc")
@@ -691,7 +699,7 @@ def test_env_gc_keeps_snapshots_of_rollback_points(shop, seeknal, applied):
     assert result.returncode == 0, result.stderr
     assert "Removed 1 expired environment(s) and 1 unused snapshot(s)" in result.stdout
     assert not old_orphan.exists()
-    assert all(store.snapshot_path(n, applied.new[n]).exists() for n in applied.executed)
+    assert all(snapshot_file(store, n, applied.new[n]).exists() for n in applied.executed)
     assert seeknal(shop, "rollback").returncode == 0  # roll forward still works after gc
     assert fingerprints(shop) == applied.new
     assert_production_consistent(shop)

@@ -313,7 +313,16 @@ rule: {type: range, column: amount, params: {max: 50, severity: error}}
     assert statuses["feature_group.spend"] == "SKIPPED"
     rule = next(c for c in report["checks"] if c["rule"] == "rule.amount_small")
     assert rule["passed"] is False
-    assert "outside" in rule["description"]
+    assert "above the maximum 50" in rule["description"]
+
+    # The failed output is kept but never used: running again does not let data through.
+    again = seeknal(root, "--format", "json", "run")
+
+    assert again.returncode == 1
+    statuses = {n["node"]: n["status"] for n in json.loads(again.stdout)["nodes"]}
+    assert statuses["transform.enriched"] == "SUCCESS"
+    assert statuses["exposure.training"] == "SKIPPED"
+    assert not (root / "output" / "training.parquet").exists()
 
 
 def test_warn_rule_is_reported_and_the_run_succeeds(make_project, seeknal):
@@ -400,3 +409,28 @@ rule: {type: range, column: amount, params: {max: 50, severity: warn}}
     rule_check = next(c for c in report["checks"] if c["rule"] == "rule.amount_small")
     assert rule_check["passed"] is True
     assert "Nothing to do" in third.stdout
+
+
+def test_full_rebuild_never_changes_a_snapshot_other_pointers_use(make_project, seeknal):
+    root = make_project(SHOP)
+    assert seeknal(root, "run").returncode == 0
+    store = Store(root / "target")
+    before = {n: p.snapshot for n, p in store.read_state("prod").pointers.items()}
+    contents = {n: (root / "target" / s).read_bytes() for n, s in before.items()}
+
+    assert seeknal(root, "run", "--full").returncode == 0
+
+    for node_id, snapshot in before.items():
+        assert (root / "target" / snapshot).read_bytes() == contents[node_id]
+    assert "Nothing to do" in seeknal(root, "run").stdout
+
+
+def test_select_without_its_stale_inputs_is_refused_before_running(make_project, seeknal):
+    root = make_project(SHOP)
+
+    result = seeknal(root, "run", "--select", "enriched")
+
+    assert result.returncode == 1
+    assert "transform.enriched needs source.orders" in result.stderr
+    assert "--select +enriched" in result.stderr
+    assert not (root / "target" / "snapshots").exists()
