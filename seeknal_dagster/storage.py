@@ -1,9 +1,10 @@
 """Everything under `target/`: atomic writes, snapshots, pointer (state) files, links and locks.
 
-Outputs are immutable snapshots `snapshots/<kind>/<name>/<fingerprint>.parquet`. An environment
-(production is `prod`) is one small JSON pointer file mapping node id -> snapshot; replacing that
-file with `os.replace` is how an environment changes, atomically and at a cost independent of the
-data. `cache/<kind>/<name>.parquet` links are derived views of the pointers for people to read.
+Outputs are immutable snapshots `snapshots/<kind>/<name>/<fingerprint>-<checksum>.parquet`.
+An environment (production is `prod`) is one small JSON pointer file mapping node id ->
+snapshot; replacing that file with `os.replace` is how an environment changes, atomically and at
+a cost independent of the data. `cache/<kind>/<name>.parquet` links are derived views of the
+pointers for people to read.
 """
 
 from __future__ import annotations
@@ -304,6 +305,8 @@ class Store:
     # --- paths -------------------------------------------------------------------------------
 
     def snapshot_path(self, node_id: str, fingerprint: str) -> Path:
+        """The base name of a node's snapshots for a fingerprint (`seal_snapshot` adds the
+        content checksum to it)."""
         kind, name = node_id.split(".", 1)
         return self.target / "snapshots" / kind / name / f"{fingerprint}.parquet"
 
