@@ -557,6 +557,20 @@ def _columns(value: object, key: str, out: _Collector) -> tuple[Column, ...]:
     return tuple(columns)
 
 
+_SOURCE_PARAMS = (
+    "delimiter",
+    "delim",
+    "header",
+    "quote",
+    "escape",
+    "skip",
+    "null_values",
+    "timestamp_format",
+    "date_format",
+    "path",
+)
+
+
 def _source(data: Mapping[str, Any], out: _Collector, **common: Any) -> SourceSpec | None:
     params = data.get("params") or {}
     if not isinstance(params, Mapping):
@@ -566,6 +580,10 @@ def _source(data: Mapping[str, Any], out: _Collector, **common: Any) -> SourceSp
             "write `params:` as key: value lines",
         )
         params = {}
+    unknown = sorted(str(k) for k in params if k not in _SOURCE_PARAMS)
+    if unknown:
+        described = ", ".join(f"{k}{did_you_mean(k, _SOURCE_PARAMS)}" for k in unknown)
+        out.warnings.append(f"{out.file}: unknown key(s) under params ignored: {described}")
     fmt = data.get("source")
     if fmt is None:
         out.add("source", "required key is missing", f"add `source:` ({', '.join(SOURCE_FORMATS)})")

@@ -770,3 +770,15 @@ def test_unsupported_kind_as_input_names_both(make_project, rejected) -> None:
         "transform.weekly depends on semantic_model.sales",
         "not supported yet",
     )
+
+
+def test_misspelt_source_param_is_warned_with_a_suggestion(make_project, seeknal) -> None:
+    misspelt = ORDERS.replace("source: csv", "source: csv\nparams:\n  delimeter: \",\"")
+    root = make_project(shop({"seeknal/sources/orders.yml": misspelt}))
+
+    result = seeknal(root, "validate")
+
+    assert result.returncode == 0, result.stderr
+    assert "unknown key(s) under params ignored: delimeter (did you mean 'delimiter'?)" in (
+        result.stdout + result.stderr
+    )
