@@ -368,6 +368,12 @@ def _run(
                 environments.mark_applied(store, options.env, saved)
     render.run_report(console, project, run_plan, report, options)
     console.document(render.report_document(report))
+    if report.interrupted:
+        console.error(
+            "interrupted: the nodes that finished are kept. Fix: run the same command "
+            "again to do the rest"
+        )
+        sys.exit(130)
     if report.failed:
         console.error(_failure_summary(report))
         sys.exit(1)

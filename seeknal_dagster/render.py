@@ -30,6 +30,7 @@ def run_header(console: Console, project: Project, options: RunOptions) -> None:
     title = "Seeknal Parallel Execution" if options.parallel else "Seeknal Pipeline Execution"
     console.heading(title)
     console.line(f"  Project: {project.name}")
+    console.line(f"  Path: {project.root}")
     if options.env != "prod":
         console.line(f"  Environment: {options.env}")
     console.line(f"  Mode: {_mode(options)}")

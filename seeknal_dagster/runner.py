@@ -96,6 +96,7 @@ class RunReport:
     duration: float = 0.0
     run_id: str = ""
     max_workers: int = 1
+    interrupted: bool = False
 
     @property
     def failed(self) -> bool:
@@ -259,13 +260,17 @@ def _step_settings(project: Project, concurrent: int) -> None:
     """Settings every step process inherits through the environment.
 
     NOTE: each step's DuckDB keeps every core (a step that runs alone, as most long ones end up
-    doing, needs them all); memory is what is shared, so the budget is split between the steps
-    that can run at once, and DuckDB spills to `target/tmp/` beyond it.
+    doing, needs them all); memory is what is shared: a budget ($SEEKNAL_MEMORY_BUDGET) is split
+    between the steps that can run at once, never below the default per step, and DuckDB spills
+    to `target/tmp/` beyond it.
     """
     from seeknal_dagster import engine
 
     budget = _megabytes(os.environ.get(BUDGET_VARIABLE, engine.DEFAULT_MEMORY_LIMIT))
-    os.environ[engine.MEMORY_LIMIT_VARIABLE] = f"{max(256, budget // max(1, concurrent))}MB"
+    # NOTE: no step gets less than the default: below it, joins like the example's enrichment
+    # at 5M rows run out of memory instead of spilling (measured: 768 MB per step fails).
+    floor = _megabytes(engine.DEFAULT_MEMORY_LIMIT)
+    os.environ[engine.MEMORY_LIMIT_VARIABLE] = f"{max(floor, budget // max(1, concurrent))}MB"
     spill = project.target / "tmp" / "duckdb"
     spill.mkdir(parents=True, exist_ok=True)
     os.environ[engine.SPILL_VARIABLE] = str(spill)
@@ -380,6 +385,7 @@ def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noq
     pending = {n: NodeResult(n, SKIPPED, error="an upstream node failed") for n in plan.to_run}
     checks: list[CheckResult] = []
     step_node: dict[str, str] = {}
+    interrupted = False
     for record in instance.all_logs(run_id):
         event = record.dagster_event
         if event is None:
@@ -401,7 +407,12 @@ def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noq
                 result.duration = event.event_specific_data.duration_ms / 1000.0
         elif kind == "STEP_FAILURE":
             node_id = _node_of_step(event.step_key, plan.to_run)
-            if node_id in pending:
+            error = event.event_specific_data.error
+            if error is not None and _is_interruption(error):
+                interrupted = True
+                if node_id in pending:
+                    pending[node_id].error = "interrupted"
+            elif node_id in pending:
                 pending[node_id].status = FAILED
                 pending[node_id].error = _failure_message(event)
         elif kind == "ASSET_CHECK_EVALUATION":
@@ -416,9 +427,26 @@ def collect(instance, run_id: str, plan: RunPlan, env: str) -> RunReport:  # noq
                     description=evaluation.description or "",
                 )
             )
+    if interrupted:
+        for result in pending.values():
+            if result.status == SKIPPED:
+                result.error = "not run: the run was interrupted"
     results.update(pending)
     ordered = {n: results[n] for n in plan.selected if n in results}
-    return RunReport(env=env, results=ordered, checks=checks, run_id=run_id)
+    return RunReport(
+        env=env, results=ordered, checks=checks, run_id=run_id, interrupted=interrupted
+    )
+
+
+def _is_interruption(error) -> bool:  # noqa: ANN001 - a SerializableErrorInfo
+    """Ctrl-C reaches steps as Dagster's interruption error or DuckDB's 'Query interrupted'."""
+    while error is not None:
+        if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt") or (
+            "Query interrupted" in (error.message or "")
+        ):
+            return True
+        error = error.cause
+    return False
 
 
 def _node_of_step(step_key: str, candidates: Iterable[str]) -> str:

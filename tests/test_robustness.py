@@ -680,3 +680,35 @@ def test_run_killed_at_random_points_recovers(make_project, seeknal) -> None:
         reference / "output" / "report.csv"
     ).read_bytes()
     assert "Nothing to do" in seeknal(root, "run").stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_run_says_interrupted_and_the_next_run_finishes(built) -> None:
+    root = built()
+    (root / "data" / "orders.csv").write_text(ORDERS_CSV + "4,cy,1.0\n")
+    env = {key: value for key, value in os.environ.items() if key != "DAGSTER_HOME"}
+    env.update(CI="true", NO_COLOR="1")
+    command = [sys.executable, "-m", "seeknal_dagster.cli", "--project", str(root), "run"]
+    run = subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (root / "target" / "logs" / "dagster.log").exists() and run.poll() is None:
+        assert time.monotonic() < deadline, "the run never started Dagster"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGINT)
+    out, err = run.communicate(timeout=120)
+
+    assert "Traceback" not in out + err
+    if run.returncode != 0:  # the run may also have finished before the signal arrived
+        assert run.returncode == 130, out + err
+        assert "interrupted" in err and "run the same command again" in err
+    again = run_seeknal(root, "run")
+    assert again.returncode == 0, again.stderr
+    assert "Nothing to do" in run_seeknal(root, "run").stdout
