@@ -60,6 +60,12 @@ def _handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 logging.getLogger(__name__).exception("details")
             Console().error(str(error))
             sys.exit(1)
+        except KeyboardInterrupt:
+            Console().error(
+                "interrupted: the nodes that finished are kept. Fix: run the same "
+                "command again to do the rest"
+            )
+            sys.exit(130)
         except OSError as error:
             # NOTE: product code turns the writes it expects to fail into SeeknalErrors; this
             # catches the rest (e.g. Dagster's own folders) without a traceback.

@@ -83,3 +83,18 @@ def snapshot_target(root: Path) -> TargetSnapshot:
 def target_snapshot() -> Callable[[Path], TargetSnapshot]:
     """`target_snapshot(root)`: see `snapshot_target`."""
     return snapshot_target
+
+
+def parquet_rows(path: Path, query: str = "SELECT * FROM t ORDER BY ALL") -> list[tuple]:
+    """Runs `query` over the parquet file at `path`, seen as table `t`."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
+    return con.execute(query).fetchall()
+
+
+def cache_file(root: Path, node_id: str) -> Path:
+    """Production's readable link to a node's output: target/cache/<kind>/<name>.parquet."""
+    kind, name = node_id.split(".")
+    return root / "target" / "cache" / kind / f"{name}.parquet"

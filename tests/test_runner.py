@@ -7,8 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+from conftest import cache_file as cache
+from conftest import parquet_rows as read
 
 from seeknal_dagster.storage import Store
 
@@ -85,17 +86,6 @@ path: output/training.parquet
 inputs: [{ref: feature_group.order_features}, {ref: feature_group.spend}]
 """,
 }
-
-
-def read(path: Path, query: str = "SELECT * FROM t ORDER BY ALL") -> list[tuple]:
-    con = duckdb.connect()
-    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{path}')")
-    return con.execute(query).fetchall()
-
-
-def cache(root: Path, node_id: str) -> Path:
-    kind, name = node_id.split(".")
-    return root / "target" / "cache" / kind / f"{name}.parquet"
 
 
 def test_run_writes_every_output_and_the_export(make_project, seeknal):

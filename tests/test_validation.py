@@ -773,7 +773,7 @@ def test_unsupported_kind_as_input_names_both(make_project, rejected) -> None:
 
 
 def test_misspelt_source_param_is_warned_with_a_suggestion(make_project, seeknal) -> None:
-    misspelt = ORDERS.replace("source: csv", "source: csv\nparams:\n  delimeter: \",\"")
+    misspelt = ORDERS.replace("source: csv", 'source: csv\nparams:\n  delimeter: ","')
     root = make_project(shop({"seeknal/sources/orders.yml": misspelt}))
 
     result = seeknal(root, "validate")
