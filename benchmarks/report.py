@@ -350,9 +350,10 @@ def _overhead_block(overhead: dict) -> list[str]:
         figures = overhead[mode]
         per_node = 1000 * figures["median_wall_s"] / n
         extra = figures.get("overhead_ms_per_node")
+        overhead_text = "" if extra is None else f"{extra:>13.0f} ms"
         lines.append(
             f"  {_MODE_LABELS[mode]:<36}{_number(figures['median_wall_s'], 's'):>10}"
-            f"{_number(figures['median_cpu_s'], 's'):>10}{per_node:>8.0f} ms{'' if extra is None else f'{extra:>13.0f} ms'}"
+            f"{_number(figures['median_cpu_s'], 's'):>10}{per_node:>8.0f} ms{overhead_text}"
         )
     lines.append("  overhead/node = (wall - floor wall) / nodes")
     return [*lines, ""]

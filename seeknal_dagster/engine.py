@@ -87,15 +87,11 @@ def prepare(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     current = con.execute("SELECT current_setting('temp_directory')").fetchone()[0]
     # NOTE: DuckDB refuses to move a temp directory it has used; a reused connection keeps it.
     if spill and current != spill:
-        with contextlib.suppress(duckdb_errors().NotImplementedException):
+        import duckdb
+
+        with contextlib.suppress(duckdb.NotImplementedException):
             con.execute(f"SET temp_directory = {literal(spill)}")
     return con
-
-
-def duckdb_errors():  # noqa: ANN201 - the duckdb module, imported when a step needs it
-    import duckdb
-
-    return duckdb
 
 
 def register_inputs(con: duckdb.DuckDBPyConnection, inputs: Mapping[str, Path]) -> None:
@@ -640,18 +636,13 @@ def _training_join(
                 f"{', '.join(lacking)}. Fix: add a `transform:` with the join you want",
             )
         condition = [f"b.{ident(k)} = {alias}.{ident(k)}" for k in keys]
-        skip = set(keys)
-        if base_time and other.event_time_col:
+        as_of = bool(base_time and other.event_time_col)
+        if as_of:
             condition.append(f"b.{ident(base_time)} >= {alias}.{ident(other.event_time_col)}")
-            skip.add(other.event_time_col)
             joins.append(f"ASOF LEFT JOIN {_view(ref)} {alias} ON {' AND '.join(condition)}")
         else:
             joins.append(f"LEFT JOIN {_view(ref)} {alias} ON {' AND '.join(condition)}")
-        for column in columns:
-            if column in skip:
-                continue
-            name = column if column not in taken else f"{other.name}__{column}"
-            taken.add(name)
+        for column, name in other.joined_names(columns, taken, as_of):
             select.append(f"{alias}.{ident(column)} AS {ident(name)}")
     return f"SELECT {', '.join(select)} {' '.join(joins)}"
 
@@ -664,14 +655,8 @@ def _feature_group_query(
 ) -> tuple[str, list[tuple[str, str]]]:
     """Join keys + event time + declared features, cast to their dtypes."""
     available = [c for c, _ in columns]
-    wanted = list(spec.join_keys)
-    if spec.event_time_col:
-        wanted.append(spec.event_time_col)
+    wanted = spec.output_names(available)
     features = spec.features if spec.features is not None else ()
-    if spec.features is None:
-        wanted += [c for c in available if c not in wanted]
-    else:
-        wanted += [f.name for f in features if f.name not in wanted]
     missing = [c for c in wanted if c not in available]
     if missing:
         raise ExecutionError(

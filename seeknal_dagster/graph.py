@@ -89,12 +89,6 @@ class Graph:
             raise SeeknalError("the graph has a cycle; call find_cycle() for its path")
         return order
 
-    def layer_of(self, node: str) -> int:
-        for index, layer in enumerate(self.layers):
-            if node in layer:
-                return index
-        raise KeyError(node)
-
     def upstream(self, nodes: Iterable[str]) -> set[str]:
         """All ancestors of the given nodes (not including them)."""
         return self._walk(nodes, self.parents)

@@ -119,7 +119,7 @@ def _key_join_columns(spec: FeatureGroupSpec, inputs: Mapping[str, Columns]) -> 
 def _training_columns(
     project: Project, spec: ExposureSpec, inputs: Mapping[str, Columns]
 ) -> Columns:
-    """Mirrors the engine's training join: base columns, then each feature group's features."""
+    """The training join's columns: the base's, then each feature group's (as the engine)."""
     result = list(inputs[spec.inputs[0]])
     taken = {name for name, _ in result}
     base_spec = project.nodes[spec.inputs[0]]
@@ -128,29 +128,17 @@ def _training_columns(
         other = project.nodes[ref]
         if not isinstance(other, FeatureGroupSpec):
             raise SeeknalError(f"{ref} is not a feature group; the join needs a transform")
-        skip = set(other.join_keys)
-        if base_time and other.event_time_col:
-            skip.add(other.event_time_col)
-        for name, type_name in inputs[ref]:
-            if name in skip:
-                continue
-            final = name if name not in taken else f"{other.name}__{name}"
-            taken.add(final)
-            result.append((final, type_name))
+        types = dict(inputs[ref])
+        as_of = bool(base_time and other.event_time_col)
+        joined = other.joined_names([name for name, _ in inputs[ref]], taken, as_of)
+        result += [(final, types[name]) for name, final in joined]
     return result
 
 
 def _feature_group_columns(spec: FeatureGroupSpec, base: Columns) -> Columns:
     available = dict(base)
-    wanted = list(spec.join_keys)
-    if spec.event_time_col:
-        wanted.append(spec.event_time_col)
-    if spec.features is None:
-        wanted += [name for name, _ in base if name not in wanted]
-        declared: dict[str, str | None] = {}
-    else:
-        wanted += [f.name for f in spec.features if f.name not in wanted]
-        declared = {f.name: f.type for f in spec.features if f.type}
+    wanted = spec.output_names([name for name, _ in base])
+    declared = {f.name: f.type for f in spec.features or () if f.type}
     missing = [name for name in wanted if name not in available]
     if missing:
         raise SeeknalError(f"column(s) {', '.join(missing)} not in the feature group's input")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from difflib import get_close_matches
 from pathlib import PurePosixPath
@@ -231,6 +231,32 @@ class FeatureGroupSpec(NodeSpec):
     @property
     def sql(self) -> str | None:
         return self.query
+
+    def output_names(self, available: Sequence[str]) -> list[str]:
+        """The group's output columns: join keys, event time, then the declared features (or,
+        with none declared, every other available column). May name columns not available."""
+        wanted = list(self.join_keys)
+        if self.event_time_col:
+            wanted.append(self.event_time_col)
+        if self.features is None:
+            return wanted + [c for c in available if c not in wanted]
+        return wanted + [f.name for f in self.features if f.name not in wanted]
+
+    def joined_names(
+        self, columns: Sequence[str], taken: set[str], as_of: bool
+    ) -> list[tuple[str, str]]:
+        """(column, name in the result) of this group's columns joined onto a training base:
+        keys (and, for an as-of join, the event time) are left out; a name the base already
+        has gets the group's name as a prefix. `taken` is updated."""
+        skip = set(self.join_keys) | ({self.event_time_col} if as_of else set())
+        joined = []
+        for column in columns:
+            if column in skip:
+                continue
+            name = column if column not in taken else f"{self.name}__{column}"
+            taken.add(name)
+            joined.append((column, name))
+        return joined
 
 
 @dataclass(frozen=True, kw_only=True)
